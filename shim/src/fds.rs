@@ -1,0 +1,101 @@
+//! What the shim knows about each file descriptor, in a fixed table of
+//! atomics indexed by fd (zero pages until touched; no allocation, no lock).
+//!
+//! It remembers which keepalive options the *program* set itself (the
+//! `respect` policy keeps them) and which profile the shim applied, so that
+//! `connect()` does no syscall at all when nothing needs to change.
+//! Entries are cleared at `socket()` and `close()`. A descriptor the shim
+//! never saw created (an `accept()`ed or `dup2()`ed one, or a number above
+//! the table) starts as [`Entry::UNKNOWN`], and the shim checks with
+//! `getsockopt` that it is TCP before writing to it.
+use core::ffi::c_int;
+use core::sync::atomic::{AtomicU16, Ordering};
+
+use crate::options::OptionSet;
+
+/// Descriptors below this are tracked (the default hard `RLIMIT_NOFILE`
+/// ceiling, `nr_open`, is 2^20).
+const TABLE_SIZE: usize = 1 << 20;
+
+static TABLE: [AtomicU16; TABLE_SIZE] = [const { AtomicU16::new(0) }; TABLE_SIZE];
+
+/// Bits 0..=4: options the program set itself (an [`OptionSet`]).
+const PROGRAM_SET_MASK: u16 = 0x1f;
+/// The socket is not TCP: never touch it.
+const NOT_TCP: u16 = 1 << 5;
+/// The shim applied a profile; bits 8..=15 say which.
+const APPLIED: u16 = 1 << 6;
+const CHOICE_SHIFT: u16 = 8;
+/// The choice value meaning "the main profile" (rules are 0..32).
+const CHOICE_PROFILE: u16 = 0xff;
+
+/// A snapshot of one descriptor's entry.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Entry(u16);
+
+/// Which profile was applied: `None` is the main profile, `Some(i)` rule i.
+pub(crate) type Choice = Option<usize>;
+
+impl Entry {
+    pub(crate) const UNKNOWN: Entry = Entry(0);
+
+    pub(crate) fn is_not_tcp(self) -> bool {
+        self.0 & NOT_TCP != 0
+    }
+
+    /// The profile the shim last applied, if it applied one.
+    pub(crate) fn applied(self) -> Option<Choice> {
+        if self.0 & APPLIED == 0 {
+            return None;
+        }
+        Some(match self.0 >> CHOICE_SHIFT {
+            CHOICE_PROFILE => None,
+            index => Some(usize::from(index)),
+        })
+    }
+
+    /// Options the program set itself on this socket.
+    pub(crate) fn program_set(self) -> OptionSet {
+        OptionSet::from_bits((self.0 & PROGRAM_SET_MASK) as u8)
+    }
+}
+
+fn slot(fd: c_int) -> Option<&'static AtomicU16> {
+    usize::try_from(fd).ok().and_then(|index| TABLE.get(index))
+}
+
+pub(crate) fn get(fd: c_int) -> Entry {
+    slot(fd).map_or(Entry::UNKNOWN, |slot| Entry(slot.load(Ordering::Relaxed)))
+}
+
+/// A new descriptor (from `socket()`), or one being closed: forget it.
+pub(crate) fn reset(fd: c_int) {
+    if let Some(slot) = slot(fd) {
+        slot.store(0, Ordering::Relaxed);
+    }
+}
+
+pub(crate) fn mark_not_tcp(fd: c_int) {
+    if let Some(slot) = slot(fd) {
+        slot.store(NOT_TCP, Ordering::Relaxed);
+    }
+}
+
+/// Records that the shim applied `choice`, keeping the program's bits.
+pub(crate) fn mark_applied(fd: c_int, choice: Choice) {
+    let choice = match choice {
+        None => CHOICE_PROFILE,
+        Some(index) => index as u16 & 0xff,
+    };
+    if let Some(slot) = slot(fd) {
+        let program_set = slot.load(Ordering::Relaxed) & PROGRAM_SET_MASK;
+        slot.store(program_set | APPLIED | (choice << CHOICE_SHIFT), Ordering::Relaxed);
+    }
+}
+
+/// Records options the program set itself.
+pub(crate) fn mark_program_set(fd: c_int, options: OptionSet) {
+    if let Some(slot) = slot(fd) {
+        slot.fetch_or(u16::from(options.bits()), Ordering::Relaxed);
+    }
+}
