@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod probe;
 pub mod ss;
 
 /// `<target>/release`, found from this test binary's own path
