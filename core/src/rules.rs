@@ -222,7 +222,7 @@ impl Rules {
     }
 
     /// Appends a rule; `Err` when [`MAX_RULES`] are already there.
-    pub fn push(&mut self, rule: Rule) -> Result<(), ()> {
+    fn push(&mut self, rule: Rule) -> Result<(), ()> {
         let slot = self.rules.get_mut(usize::from(self.len)).ok_or(())?;
         *slot = rule;
         self.len += 1;

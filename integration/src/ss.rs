@@ -42,11 +42,7 @@ impl SsLine {
 
 /// Runs `ss -tnoH` with extra filter arguments (e.g. `["dport", "=", ":5432"]`).
 pub fn ss(filter: &[&str]) -> Vec<SsLine> {
-    let output = Command::new("ss")
-        .args(["-tnoH"])
-        .args(filter)
-        .output()
-        .expect("run ss (iproute2)");
+    let output = Command::new("ss").args(["-tnoH"]).args(filter).output().expect("run ss (iproute2)");
     String::from_utf8_lossy(&output.stdout).lines().filter_map(parse_line).collect()
 }
 
@@ -68,7 +64,13 @@ pub fn parse_line(line: &str) -> Option<SsLine> {
         return None;
     }
     let timer = rest[4..].iter().find_map(|f| f.strip_prefix("timer:(")).and_then(parse_timer);
-    Some(SsLine { state, local: rest[2].to_string(), peer: rest[3].to_string(), timer, raw: line.to_string() })
+    Some(SsLine {
+        state,
+        local: rest[2].to_string(),
+        peer: rest[3].to_string(),
+        timer,
+        raw: line.to_string(),
+    })
 }
 
 /// `keepalive,4min59sec,0)` → (`keepalive`, 299 s).
@@ -108,7 +110,8 @@ mod tests {
 
     #[test]
     fn reads_keepalive_timer() {
-        let line = parse_line("ESTAB 0 0 127.0.0.1:40000 127.0.0.1:5432 timer:(keepalive,4min59sec,0)").unwrap();
+        let line =
+            parse_line("ESTAB 0 0 127.0.0.1:40000 127.0.0.1:5432 timer:(keepalive,4min59sec,0)").unwrap();
         assert_eq!(line.keepalive(), Some(Duration::from_secs(299)));
         assert_eq!(line.peer_port(), Some(5432));
         let line = parse_line("0 0 127.0.0.1:40000 127.0.0.1:3306 timer:(keepalive,119min,0)").unwrap();

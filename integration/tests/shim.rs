@@ -42,10 +42,8 @@ fn tcp_socket_gets_profile_ipv6() {
         unreachable!()
     };
     let connect = format!("connect:{}", listener.local_addr().unwrap());
-    let lines = Run::shim("firewall").steps(
-        probe(),
-        &["socket:inet6:stream:cloexec,nonblock", "print", &connect, "print"],
-    );
+    let lines = Run::shim("firewall")
+        .steps(probe(), &["socket:inet6:stream:cloexec,nonblock", "print", &connect, "print"]);
     let want = options_line(1, 60, 10, 6, 0);
     assert_eq!(prints(&lines), [want.as_str(), want.as_str()], "{lines:?}");
 }
@@ -53,7 +51,8 @@ fn tcp_socket_gets_profile_ipv6() {
 #[test]
 fn without_the_shim_the_kernel_defaults_stay() {
     let (_listener, addr) = listener_v4();
-    let lines = Run::bare().steps(probe(), &["socket:inet:stream", "print", &format!("connect:{addr}"), "print"]);
+    let lines =
+        Run::bare().steps(probe(), &["socket:inet:stream", "print", &format!("connect:{addr}"), "print"]);
     let want = kernel_default_line();
     assert_eq!(prints(&lines), [want.as_str(), want.as_str()]);
     assert_ne!(want, options_line(1, 300, 30, 5, 0));
@@ -89,13 +88,16 @@ fn respect_keeps_the_programs_own_values() {
     let (_listener, addr) = listener_v4();
     let connect = format!("connect:{addr}");
     // Like curl: its own TCP_KEEPIDLE stands, the rest is kawrap's.
-    let lines = Run::shim("300/30/5").steps(probe(), &["socket:inet:stream", "set:idle=60", &connect, "print"]);
+    let lines =
+        Run::shim("300/30/5").steps(probe(), &["socket:inet:stream", "set:idle=60", &connect, "print"]);
     assert_eq!(prints(&lines), [options_line(1, 60, 30, 5, 0)]);
     // A program that turns keepalive off keeps it off.
-    let lines = Run::shim("300/30/5").steps(probe(), &["socket:inet:stream", "set:keepalive=0", &connect, "print"]);
+    let lines =
+        Run::shim("300/30/5").steps(probe(), &["socket:inet:stream", "set:keepalive=0", &connect, "print"]);
     assert_eq!(prints(&lines), [options_line(0, 300, 30, 5, 0)]);
     // Like mysqldump: a bare SO_KEEPALIVE=1 after connect gets kawrap's timings.
-    let lines = Run::shim("300/30/5").steps(probe(), &["socket:inet:stream", &connect, "set:keepalive=1", "print"]);
+    let lines =
+        Run::shim("300/30/5").steps(probe(), &["socket:inet:stream", &connect, "set:keepalive=1", "print"]);
     assert_eq!(prints(&lines), [options_line(1, 300, 30, 5, 0)]);
 }
 
@@ -114,7 +116,8 @@ fn force_overrides_the_programs_own_values() {
     let (_listener, addr) = listener_v4();
     let connect = format!("connect:{addr}");
     let force = Run::shim("300/30/5").with("KAWRAP_POLICY", "force");
-    let lines = force.steps(probe(), &["socket:inet:stream", "set:idle=60", &connect, "set:intvl=1", "print"]);
+    let lines =
+        force.steps(probe(), &["socket:inet:stream", "set:idle=60", &connect, "set:intvl=1", "print"]);
     assert_eq!(prints(&lines), [options_line(1, 300, 30, 5, 0)]);
     assert!(lines.iter().filter(|l| l.starts_with("set=")).all(|l| l == "set=0 errno=0"), "{lines:?}");
     let lines = force.steps(probe(), &["socket:inet:stream", &connect, "set:keepalive=0", "print"]);
@@ -131,7 +134,8 @@ fn rules_choose_the_profile_by_destination() {
     let (_a, addr_a) = listener_v4();
     let (_b, addr_b) = listener_v4();
     let port_a = addr_a.rsplit(':').next().unwrap();
-    let run = Run::shim("300/30/5").with("KAWRAP_RULES", &format!("10.0.0.0/8=30/30/10,:{port_a}=60/10/6/auto"));
+    let run =
+        Run::shim("300/30/5").with("KAWRAP_RULES", &format!("10.0.0.0/8=30/30/10,:{port_a}=60/10/6/auto"));
     let lines = run.steps(
         probe(),
         &[
@@ -162,10 +166,8 @@ fn a_rule_without_user_timeout_clears_the_profiles() {
 #[test]
 fn sockets_the_shim_did_not_create_get_the_profile_at_connect_and_listen() {
     let (_listener, addr) = listener_v4();
-    let lines = Run::shim("300/30/5").steps(
-        probe(),
-        &["rawsocket:inet:stream", "print", &format!("connect:{addr}"), "print"],
-    );
+    let lines = Run::shim("300/30/5")
+        .steps(probe(), &["rawsocket:inet:stream", "print", &format!("connect:{addr}"), "print"]);
     let prints = prints(&lines);
     assert_eq!(prints[0], kernel_default_line(), "raw syscall bypasses the hook");
     assert_eq!(prints[1], options_line(1, 300, 30, 5, 0));
@@ -269,7 +271,10 @@ fn log_has_one_line_per_socket_with_what_was_applied() {
     Run::shim("300/30/5")
         .with("KAWRAP_LOG", log.to_str().unwrap())
         .with("KAWRAP_RULES", &format!(":{port}=60/10/6"))
-        .steps(probe(), &["socket:inet:stream", "set:cnt=3", &format!("connect:{addr}"), "socket:inet:dgram"]);
+        .steps(
+            probe(),
+            &["socket:inet:stream", "set:cnt=3", &format!("connect:{addr}"), "socket:inet:dgram"],
+        );
     let text = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");

@@ -116,7 +116,5 @@ pub(crate) fn invalid(loaded: &Loaded, error: &ConfigError<'_>) {
 }
 
 pub(crate) fn not_utf8(loaded: &Loaded, name: &CStr) {
-    emit(loaded, |f| {
-        write!(f, "disabled: {} is not valid UTF-8", name.to_str().unwrap_or("variable"))
-    });
+    emit(loaded, |f| write!(f, "disabled: {} is not valid UTF-8", name.to_str().unwrap_or("variable")));
 }

@@ -11,7 +11,7 @@
 use core::ffi::{c_char, c_int, c_long, c_void};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use libc::{socklen_t, sockaddr};
+use libc::{sockaddr, socklen_t};
 
 unsafe extern "C" {
     // Not declared by the libc crate for glibc; present since glibc 2.17.
@@ -146,9 +146,8 @@ impl Drop for ErrnoGuard {
 pub(crate) fn set_int_option(fd: c_int, level: c_int, name: c_int, value: c_int) -> Result<(), c_int> {
     let size = core::mem::size_of::<c_int>() as socklen_t;
     // SAFETY: the value pointer and length describe a live c_int.
-    let result = unsafe {
-        libc::syscall(libc::SYS_setsockopt, fd, level, name, &value as *const c_int, size)
-    };
+    let result =
+        unsafe { libc::syscall(libc::SYS_setsockopt, fd, level, name, &value as *const c_int, size) };
     if result == 0 { Ok(()) } else { Err(errno()) }
 }
 
@@ -157,9 +156,8 @@ pub(crate) fn get_int_option(fd: c_int, level: c_int, name: c_int) -> Option<c_i
     let mut value: c_int = 0;
     let mut size = core::mem::size_of::<c_int>() as socklen_t;
     // SAFETY: value and size are live and sized for a c_int.
-    let result = unsafe {
-        libc::syscall(libc::SYS_getsockopt, fd, level, name, &mut value as *mut c_int, &mut size)
-    };
+    let result =
+        unsafe { libc::syscall(libc::SYS_getsockopt, fd, level, name, &mut value as *mut c_int, &mut size) };
     (result == 0).then_some(value)
 }
 

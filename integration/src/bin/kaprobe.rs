@@ -123,9 +123,7 @@ fn main() {
                 let (level, opt) = option(name);
                 let value: c_int = value.parse().expect("value");
                 // SAFETY: value is a live c_int.
-                let rc = unsafe {
-                    libc::setsockopt(fd, level, opt, &value as *const c_int as *const _, 4)
-                };
+                let rc = unsafe { libc::setsockopt(fd, level, opt, &value as *const c_int as *const _, 4) };
                 format!("set={rc} errno={}", if rc < 0 { errno() } else { 0 })
             }
             "connect" => {
@@ -170,7 +168,11 @@ fn main() {
                         break n;
                     }
                 };
-                format!("read={n} errno={} elapsed={:.2}", if n < 0 { errno() } else { 0 }, start.elapsed().as_secs_f64())
+                format!(
+                    "read={n} errno={} elapsed={:.2}",
+                    if n < 0 { errno() } else { 0 },
+                    start.elapsed().as_secs_f64()
+                )
             }
             "fds" => format!("fds={}", std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)),
             other => panic!("unknown step {other}"),
