@@ -97,7 +97,8 @@ fn parse_destination(dest: &str) -> Result<ParsedDestination, RuleErrorKind<'_>>
     if dest.is_empty() {
         return Err(RuleErrorKind::MissingDestination);
     }
-    if let Some(port) = dest.strip_prefix(':') {
+    // `:PORT`, unless it is an IPv6 address starting with `::` (`::1`, `::/0`).
+    if let Some(port) = dest.strip_prefix(':').filter(|rest| !rest.starts_with(':')) {
         return Ok((None, Some(parse_port(port)?)));
     }
     if let Some(rest) = dest.strip_prefix('[') {
