@@ -11,7 +11,9 @@
 //! Example: `:3306=firewall,10.0.0.0/8=60/10/6,[2001:db8::]/32:5432=ssh`.
 //! Names are never resolved: rules are matched against the address the
 //! program connects to. IPv4-mapped IPv6 destinations (`::ffff:10.1.2.3`,
-//! what Java connects to) match IPv4 rules.
+//! what Java connects to) are IPv4 peers: they match IPv4 rules, and a rule
+//! written as a mapped network (`::ffff:10.0.0.0/104`) is read as the IPv4
+//! network (`10.0.0.0/8`). IPv6 rules (`::/0` included) cover IPv6 peers.
 use core::fmt;
 use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -154,11 +156,19 @@ fn parse_network<'a>(
             _ => return Err(RuleErrorKind::PrefixOutOfRange { token, max }),
         },
     };
-    let network = match ip {
-        IpAddr::V4(v4) => IpAddr::V4(Ipv4Addr::from_bits(mask32(v4.to_bits(), len))),
-        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from_bits(mask128(v6.to_bits(), len))),
-    };
-    Ok((network, len))
+    Ok(match ip {
+        IpAddr::V4(v4) => (IpAddr::V4(Ipv4Addr::from_bits(mask32(v4.to_bits(), len))), len),
+        IpAddr::V6(v6) => {
+            let network = Ipv6Addr::from_bits(mask128(v6.to_bits(), len));
+            // Destinations are matched in their IPv4 form (see `canonical`), so
+            // a network inside `::ffff:0:0/96` must become that IPv4 network,
+            // or it could never match anything.
+            match (network.to_ipv4_mapped(), len.checked_sub(96)) {
+                (Some(v4), Some(v4_len)) => (IpAddr::V4(v4), v4_len),
+                _ => (IpAddr::V6(network), len),
+            }
+        }
+    })
 }
 
 fn parse_port(token: &str) -> Result<u16, RuleErrorKind<'_>> {
