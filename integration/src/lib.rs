@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub mod netns;
 pub mod probe;
 pub mod ss;
 

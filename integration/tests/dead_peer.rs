@@ -1,0 +1,437 @@
+//! A peer that vanishes without a word is detected on time under kawrap.
+//!
+//! Each scenario gets its own pair of network namespaces (client ↔ server
+//! over a veth); "the server vanishes" is an nftables rule in the server's
+//! namespace that drops every packet to and from the client (see
+//! `kawrap_integration::netns`). The clock starts when that rule is in place
+//! and stops when the client process exits with the kernel's error.
+//!
+//! The control runs (no kawrap, or a profile without TCP_USER_TIMEOUT) run
+//! side by side with the wrapped ones inside the same test, in their own
+//! namespaces, so the long "still blocked after 20 s" waits overlap instead
+//! of adding up.
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+use kawrap_integration::netns::{self, KillOnDrop, NetnsPair, SERVER_ADDR};
+use kawrap_integration::ss::{self, SsLine};
+use kawrap_integration::{kawrap_bin, poll, skip_unless};
+
+/// The test server's port (each scenario has its own namespaces, so all share it).
+const PORT: u16 = 7000;
+/// Allowed deviation from the expected detection time.
+const SLACK: Duration = Duration::from_millis(1500);
+/// 2/1/3: idle 2 s, then 3 unanswered probes 1 s apart.
+const DETECT_2_1_3: Duration = Duration::from_secs(5);
+
+/// True when the namespaced tests can run here (root, `ip`, `nft`).
+fn can_run() -> bool {
+    let reason = netns::unavailable_reason();
+    !skip_unless(reason.is_none(), reason.as_deref().unwrap_or_default())
+}
+
+/// Spawns `cmd` with stdout piped; its lines arrive on the receiver.
+fn spawn_with_lines(mut cmd: Command) -> (KillOnDrop, Receiver<String>) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (KillOnDrop(child), rx)
+}
+
+/// Waits for the line `want`; panics with everything seen if it does not come.
+fn expect_line(lines: &Receiver<String>, want: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) if line == want => return,
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    panic!("{what} never printed {want:?}; output: {seen:?}");
+}
+
+/// The established sockets to `port` in `ns`, as `ss -tnoH` shows them there.
+fn sockets_in(ns: &netns::Namespace, port: u16) -> Vec<SsLine> {
+    let out = ns
+        .command("ss")
+        .args(["-tnoH", "state", "established", &format!("( dport = :{port} )")])
+        .output()
+        .expect("run ss in the client namespace");
+    String::from_utf8_lossy(&out.stdout).lines().filter_map(ss::parse_line).collect()
+}
+
+/// The Send-Q column: bytes the peer has not acknowledged.
+fn send_q(line: &SsLine) -> u64 {
+    let fields: Vec<&str> = line.raw.split_whitespace().collect();
+    // With a state filter ss omits the State column.
+    let at = if fields[0].parse::<u64>().is_ok() { 1 } else { 2 };
+    fields[at].parse().unwrap_or_else(|_| panic!("no Send-Q in {:?}", line.raw))
+}
+
+/// How the client is run.
+#[derive(Clone, Copy, Debug)]
+enum Run {
+    /// `kawrap --profile P -- blocking_client …`
+    Kawrap(&'static str),
+    /// No shim; the client sets `I/V/C[/UT]` on its socket itself (the
+    /// control that proves the namespace and nftables mechanics).
+    SelfSet(&'static str),
+    /// No shim, no options: what users have today.
+    Bare,
+}
+
+/// One client ↔ server scenario in its own namespaces.
+struct Link {
+    what: String,
+    // Declared before `pair`: the processes die before their namespaces go.
+    client: KillOnDrop,
+    lines: Receiver<String>,
+    _server: KillOnDrop,
+    cut_at: Option<Instant>,
+    pair: NetnsPair,
+}
+
+impl Link {
+    /// Starts the server and the client, and waits until they are connected.
+    fn start(run: Run, send: bool) -> Link {
+        let what = format!("{run:?}{}", if send { " --send" } else { "" });
+        let pair = NetnsPair::new().expect("create namespace pair");
+        let addr = format!("{SERVER_ADDR}:{PORT}");
+        let client_bin = env!("CARGO_BIN_EXE_blocking_client");
+
+        let mut server = pair.server().command(client_bin);
+        server.args(["--listen", &addr]);
+        let (server, server_lines) = spawn_with_lines(server);
+        expect_line(&server_lines, "listening", "server");
+
+        let mut client = match run {
+            Run::Kawrap(profile) => {
+                let mut cmd = pair.client().command(kawrap_bin());
+                cmd.args(["--profile", profile, "--", client_bin]);
+                cmd
+            }
+            Run::SelfSet(_) | Run::Bare => pair.client().command(client_bin),
+        };
+        client.arg(&addr);
+        if send {
+            client.arg("--send");
+        }
+        if let Run::SelfSet(values) = run {
+            client.args(["--keepalive", values]);
+        }
+        let (client, lines) = spawn_with_lines(client);
+        expect_line(&lines, "connected", &what);
+        Link { what, client, lines, _server: server, cut_at: None, pair }
+    }
+
+    /// The client's one established socket, read back from the kernel.
+    fn socket(&self) -> SsLine {
+        let sockets = sockets_in(self.pair.client(), PORT);
+        assert_eq!(sockets.len(), 1, "{}: expected one socket to :{PORT}: {sockets:?}", self.what);
+        sockets.into_iter().next().expect("one socket")
+    }
+
+    /// The server vanishes; the clock starts.
+    fn cut(&mut self) {
+        self.pair.cut().expect("install the drop rule");
+        self.cut_at = Some(Instant::now());
+    }
+
+    fn since_cut(&self) -> Duration {
+        self.cut_at.expect("cut first").elapsed()
+    }
+
+    /// Waits up to `limit` after the cut for the client to exit; returns
+    /// the time from the cut and the client's last line.
+    fn wait_exit(&mut self, limit: Duration) -> (Duration, String) {
+        let left = limit.saturating_sub(self.since_cut());
+        let status = self.client.wait_timeout(left);
+        let elapsed = self.since_cut();
+        let last = self.lines.try_iter().last().unwrap_or_default();
+        match status {
+            Some(_) => (elapsed, last),
+            None => panic!("{}: still running {elapsed:.2?} after the peer vanished", self.what),
+        }
+    }
+
+    /// Asserts the client is still blocked `after` the cut (sleeping until then).
+    fn assert_still_blocked(&mut self, after: Duration) {
+        std::thread::sleep(after.saturating_sub(self.since_cut()));
+        if let Some(status) = self.client.try_wait() {
+            let last = self.lines.try_iter().last().unwrap_or_default();
+            panic!("{}: exited ({status}) {:.2?} after the cut: {last}", self.what, self.since_cut());
+        }
+    }
+}
+
+/// Asserts a detection time `elapsed` is `expected` ± SLACK and the error is ETIMEDOUT.
+fn assert_detected(what: &str, (elapsed, last): &(Duration, String), expected: Duration) {
+    eprintln!("{what}: exited {elapsed:.2?} after the peer vanished: {last}");
+    assert!(last.contains(r#""errno":"ETIMEDOUT""#), "{what}: expected the kernel's ETIMEDOUT, got {last:?}");
+    assert!(
+        elapsed.abs_diff(expected) <= SLACK,
+        "{what}: detected after {elapsed:.2?}, expected {expected:?} ± {SLACK:?}"
+    );
+}
+
+#[test]
+fn idle_connection_to_a_vanished_peer_fails_after_the_profile_time() {
+    if !can_run() {
+        return;
+    }
+    let mut wrapped = Link::start(Run::Kawrap("2/1/3"), false);
+    let mut control = Link::start(Run::SelfSet("2/1/3"), false);
+    let mut bare = Link::start(Run::Bare, false);
+
+    // What the kernel holds before the cut: the shim armed a 2 s keepalive
+    // timer on a program that never asked for one.
+    for link in [&wrapped, &control] {
+        let socket = link.socket();
+        let timer = socket.keepalive();
+        assert!(
+            timer.is_some_and(|t| t <= Duration::from_secs(2)),
+            "{}: expected a keepalive timer ≤ 2 s: {}",
+            link.what,
+            socket.raw
+        );
+    }
+    assert_eq!(bare.socket().timer, None, "bare client has no timer");
+
+    for link in [&mut wrapped, &mut control, &mut bare] {
+        link.cut();
+    }
+    let control_result = control.wait_exit(DETECT_2_1_3 + SLACK);
+    let wrapped_result = wrapped.wait_exit(DETECT_2_1_3 + SLACK);
+    assert_detected("self-set 2/1/3 (harness control)", &control_result, DETECT_2_1_3);
+    assert_detected("kawrap --profile 2/1/3", &wrapped_result, DETECT_2_1_3);
+
+    // Without kawrap the same read() is still waiting (the kernel would
+    // wait 2 h 11 min with keepalive on, forever with it off).
+    bare.assert_still_blocked(Duration::from_secs(20));
+    let socket = bare.socket();
+    assert_eq!(socket.timer, None, "bare client after 20 s: {}", socket.raw);
+    eprintln!("bare client: still blocked in read() 20 s after the peer vanished: {}", socket.raw);
+}
+
+#[test]
+fn peer_vanishing_mid_transfer_is_caught_only_by_user_timeout() {
+    if !can_run() {
+        return;
+    }
+    // auto: UT = (2 + 1·3) · 1000 ms.
+    let user_timeout = Duration::from_millis(5000);
+    let mut with_ut = Link::start(Run::Kawrap("2/1/3/auto"), true);
+    let mut without_ut = Link::start(Run::Kawrap("2/1/3"), true);
+    for link in [&mut with_ut, &mut without_ut] {
+        link.cut();
+    }
+
+    let result = with_ut.wait_exit(user_timeout + SLACK);
+    assert_detected("kawrap --profile 2/1/3/auto, data in flight", &result, user_timeout);
+
+    // Keepalive probes are never sent while data is unacknowledged: the
+    // kernel keeps retransmitting (timer "on") for ~15 min (tcp_retries2).
+    without_ut.assert_still_blocked(user_timeout + Duration::from_secs(5));
+    let socket = without_ut.socket();
+    assert!(send_q(&socket) > 0, "expected unacknowledged data: {}", socket.raw);
+    assert!(
+        matches!(&socket.timer, Some((kind, _)) if kind == "on"),
+        "expected the retransmission timer, not keepalive: {}",
+        socket.raw
+    );
+    eprintln!("kawrap 2/1/3 without UT, data in flight: still blocked after 10 s: {}", socket.raw);
+}
+
+/// A throwaway PostgreSQL cluster listening on `SERVER_ADDR:5432` inside
+/// the server namespace, trusting the client's address.
+struct Postgres {
+    dir: PathBuf,
+    bindir: PathBuf,
+    server: Option<KillOnDrop>,
+}
+
+static PG_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+impl Postgres {
+    /// Where PostgreSQL's server programs are (`initdb` is not on PATH on Debian).
+    fn bindir() -> Option<PathBuf> {
+        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| Some(e.ok()?.path().join("bin")))
+            .filter(|bin| bin.join("initdb").is_file() && bin.join("postgres").is_file())
+            .collect();
+        found.sort();
+        found.pop()
+    }
+
+    fn as_postgres(program: &Path) -> Command {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"]).arg(program);
+        cmd
+    }
+
+    fn start(pair: &NetnsPair, bindir: PathBuf) -> Postgres {
+        let n = PG_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("kawrap-dead-peer-pg-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the cluster directory");
+        let mut pg = Postgres { dir, bindir, server: None };
+        let status = Command::new("chown").arg("postgres:").arg(&pg.dir).status().expect("chown");
+        assert!(status.success(), "chown postgres: {}", pg.dir.display());
+
+        let data = pg.dir.join("data");
+        let out = Self::as_postgres(&pg.bindir.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C"])
+            .output()
+            .expect("run initdb");
+        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
+        let hba = data.join("pg_hba.conf");
+        let mut text = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+        text.push_str("host all all 10.200.0.0/30 trust\n");
+        std::fs::write(&hba, text).expect("write pg_hba.conf");
+
+        let log = std::fs::File::create(pg.dir.join("server.log")).expect("create server.log");
+        let mut server = pair.server().command("runuser");
+        server
+            .args(["-u", "postgres", "--"])
+            .arg(pg.bindir.join("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-c", &format!("listen_addresses={SERVER_ADDR}"), "-c", "port=5432"])
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", pg.dir.display()))
+            .args(["-c", "fsync=off"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        pg.server = Some(KillOnDrop(server.spawn().expect("start postgres")));
+        let ready = poll(Duration::from_secs(15), || {
+            let out = pg.sql("select 1").ok()?;
+            (out == "1").then_some(())
+        });
+        assert!(ready.is_some(), "postgres did not start: {}", pg.log());
+        pg
+    }
+
+    /// Runs one query over the unix socket (outside the cut), as postgres.
+    fn sql(&self, query: &str) -> Result<String, String> {
+        let out = Self::as_postgres(&self.bindir.join("psql"))
+            .args(["-X", "-At", "-p", "5432", "-U", "postgres", "-d", "postgres", "-h"])
+            .arg(&self.dir)
+            .args(["-c", query])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // Immediate shutdown: the backends (their own sessions, out of reach
+        // of the process-group kill) exit with the postmaster.
+        let _ = Self::as_postgres(&self.bindir.join("pg_ctl"))
+            .args(["stop", "-m", "immediate", "-w", "-D"])
+            .arg(self.dir.join("data"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        drop(self.server.take());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn psql_waiting_on_a_query_fails_when_the_server_vanishes() {
+    if !can_run() {
+        return;
+    }
+    let bindir = Postgres::bindir();
+    let have_psql = Command::new("psql").arg("--version").output().is_ok_and(|o| o.status.success());
+    if skip_unless(bindir.is_some() && have_psql, "needs PostgreSQL (initdb, postgres, psql)") {
+        return;
+    }
+    let pair = NetnsPair::new().expect("create namespace pair");
+    let pg = Postgres::start(&pair, bindir.expect("checked above"));
+
+    let query = "select pg_sleep(600)";
+    let mut psql = pair.client().command(kawrap_bin());
+    psql.args(["--profile", "2/1/3", "--", "psql", "-X", "-h", &SERVER_ADDR.to_string()])
+        .args(["-U", "postgres", "-d", "postgres", "-c", query])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut psql = KillOnDrop(psql.spawn().expect("spawn psql under kawrap"));
+
+    // Cut only once the query is running on the server (so nothing is in
+    // flight and keepalive is what must notice).
+    let running =
+        format!("select count(*) from pg_stat_activity where state = 'active' and query = '{query}'");
+    let started = poll(Duration::from_secs(10), || (pg.sql(&running).ok()? == "1").then_some(()));
+    assert!(started.is_some(), "psql's query never started: {}", pg.log());
+    // The server acknowledges the query with a delayed ACK (it has no reply
+    // to piggyback it on); until then the retransmission timer is armed.
+    // Once it arrives the socket must be idle with the profile's timer.
+    let idle = poll(Duration::from_secs(2), || {
+        let sockets = sockets_in(pair.client(), 5432);
+        match sockets.as_slice() {
+            [socket] if send_q(socket) == 0 && socket.keepalive().is_some() => Some(socket.clone()),
+            _ => None,
+        }
+    });
+    let sockets = sockets_in(pair.client(), 5432);
+    let Some(socket) = idle else {
+        panic!("psql's socket never became idle with a keepalive timer: {sockets:?}");
+    };
+    assert!(
+        socket.keepalive().is_some_and(|t| t <= Duration::from_secs(2)),
+        "psql's socket should carry the 2 s keepalive timer: {}",
+        socket.raw
+    );
+
+    pair.cut().expect("install the drop rule");
+    let cut_at = Instant::now();
+    let status = psql.wait_timeout(DETECT_2_1_3 + SLACK);
+    let elapsed = cut_at.elapsed();
+    let Some(status) = status else {
+        panic!("psql still waiting {elapsed:.2?} after the server vanished");
+    };
+    let mut stderr = String::new();
+    let _ = psql.stderr.take().expect("piped stderr").read_to_string(&mut stderr);
+    eprintln!("psql under kawrap 2/1/3: exited ({status}) {elapsed:.2?} after the server vanished: {stderr}");
+    assert!(!status.success(), "psql should fail: {status}");
+    assert!(stderr.contains("timed out"), "expected the kernel's ETIMEDOUT in psql's error: {stderr}");
+    assert!(
+        elapsed.abs_diff(DETECT_2_1_3) <= SLACK,
+        "psql: detected after {elapsed:.2?}, expected {DETECT_2_1_3:?} ± {SLACK:?}"
+    );
+    drop(psql);
+    drop(pg);
+}
