@@ -23,27 +23,17 @@ impl HumanDuration {
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const UNITS: [(u64, &str); 4] = [(86_400, "d"), (3_600, "h"), (60, "min"), (1, "s")];
-        if self.0 == 0 {
+        // The largest unit that fits, then the next smaller one if non-zero
+        // (`1 h`, never `1 h 0 min 5 s`).
+        let Some(first) = UNITS.iter().position(|&(size, _)| self.0 >= size) else {
             return f.write_str("0 s");
-        }
-        let mut rest = self.0;
-        let mut shown = 0;
-        for (index, (size, unit)) in UNITS.iter().enumerate() {
-            let amount = rest / size;
-            rest %= size;
-            // Once a unit is shown, the next one is shown only if non-zero,
-            // and nothing smaller after that.
+        };
+        let (size, unit) = UNITS[first];
+        write!(f, "{} {unit}", self.0 / size)?;
+        if let Some(&(next_size, next_unit)) = UNITS.get(first + 1) {
+            let amount = self.0 % size / next_size;
             if amount > 0 {
-                if shown > 0 {
-                    f.write_str(" ")?;
-                }
-                write!(f, "{amount} {unit}")?;
-                shown += 1;
-            } else if shown > 0 {
-                shown += 1;
-            }
-            if shown == 2 || (shown > 0 && index == UNITS.len() - 1) {
-                break;
+                write!(f, " {amount} {next_unit}")?;
             }
         }
         Ok(())
