@@ -1,1 +1,43 @@
-fn main() {}
+//! `kawrap`: runs a program with libkawrap.so preloaded, and the
+//! subcommands around it. Each module does one job; this file only parses
+//! the arguments, dispatches, and turns the outcome into an exit status.
+mod cli;
+mod error;
+mod exit_codes;
+mod launch;
+mod output;
+mod profiles;
+
+use cli::Subcommand;
+use error::Error;
+use exit_codes::ExitCode;
+
+fn main() -> std::process::ExitCode {
+    let cli = match cli::parse_from(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(error) => {
+            // --help and --version are not failures; usage errors are
+            // kawrap's own (125), never to be mistaken for the program's.
+            let _ = error.print();
+            let code = if error.use_stderr() { ExitCode::KawrapError } else { ExitCode::Success };
+            return code.into();
+        }
+    };
+    let outcome = match &cli.subcommand {
+        Some(Subcommand::Profiles(args)) => profiles::run(args),
+        None => launch::run(&cli.launch),
+    };
+    match outcome {
+        Ok(code) => code.into(),
+        Err(error) => report(&error).into(),
+    }
+}
+
+/// Prints an error for a person and returns its exit status.
+fn report(error: &Error) -> ExitCode {
+    eprintln!("kawrap: {error}");
+    for line in error.hint_lines() {
+        eprintln!("  {line}");
+    }
+    error.exit_code()
+}

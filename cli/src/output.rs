@@ -1,0 +1,77 @@
+//! Writing what kawrap prints on stdout.
+use std::ffi::OsStr;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+
+use crate::error::Error;
+
+/// Writes `bytes` to stdout. A reader that went away (`kawrap profiles |
+/// head -1`) is not an error: there is nobody left to tell.
+pub fn write_stdout(bytes: &[u8]) -> Result<(), Error> {
+    let mut stdout = io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Err(error) if error.kind() != io::ErrorKind::BrokenPipe => {
+            Err(Error::io("cannot write to stdout", error))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `value` as one word for a POSIX shell: unchanged when it has nothing the
+/// shell would interpret, else in single quotes. Bytes that are not UTF-8
+/// are kept as they are, so the word means the same value.
+pub fn shell_quote(value: &OsStr) -> Vec<u8> {
+    let bytes = value.as_bytes();
+    let plain = |byte: &u8| byte.is_ascii_alphanumeric() || b"%+,-./:=@_".contains(byte);
+    if !bytes.is_empty() && bytes.iter().all(plain) {
+        return bytes.to_vec();
+    }
+    let mut quoted = Vec::with_capacity(bytes.len() + 2);
+    quoted.push(b'\'');
+    for &byte in bytes {
+        if byte == b'\'' {
+            // Close the quote, add an escaped quote, reopen.
+            quoted.extend_from_slice(b"'\\''");
+        } else {
+            quoted.push(byte);
+        }
+    }
+    quoted.push(b'\'');
+    quoted
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::ffi::OsStrExt;
+
+    use super::*;
+
+    fn quote(text: &str) -> String {
+        String::from_utf8(shell_quote(OsStr::new(text))).unwrap()
+    }
+
+    #[test]
+    fn plain_words_stay_plain() {
+        assert_eq!(quote("300/30/5"), "300/30/5");
+        assert_eq!(
+            quote(":3306=60/10/6,[2001:db8::]/32:5432=ssh"),
+            "':3306=60/10/6,[2001:db8::]/32:5432=ssh'"
+        );
+        assert_eq!(quote("/usr/lib/libkawrap.so:/opt/x.so"), "/usr/lib/libkawrap.so:/opt/x.so");
+    }
+
+    #[test]
+    fn anything_else_is_single_quoted() {
+        assert_eq!(quote(""), "''");
+        assert_eq!(quote("exit 7"), "'exit 7'");
+        assert_eq!(quote("$HOME"), "'$HOME'");
+        assert_eq!(quote("it's"), "'it'\\''s'");
+        assert_eq!(quote("~"), "'~'");
+    }
+
+    #[test]
+    fn non_utf8_bytes_survive() {
+        let value = OsStr::from_bytes(b"a\xffb");
+        assert_eq!(shell_quote(value), b"'a\xffb'");
+    }
+}

@@ -1,0 +1,129 @@
+//! `kawrap profiles`: the built-in profiles, for people or as JSON.
+use kawrap_core::{BUILTIN_PROFILES, NamedProfile};
+use serde::Serialize;
+
+use crate::cli::ProfilesArgs;
+use crate::error::Error;
+use crate::exit_codes::ExitCode;
+use crate::output::write_stdout;
+
+/// One profile as `--json` prints it.
+#[derive(Debug, Serialize)]
+struct ProfileRecord {
+    name: &'static str,
+    idle_secs: u16,
+    interval_secs: u16,
+    count: u8,
+    user_timeout_ms: Option<u32>,
+    /// idle + interval × count: how long a dead idle peer goes unnoticed.
+    detection_secs: u32,
+    detection_time: String,
+    purpose: &'static str,
+}
+
+impl From<&NamedProfile> for ProfileRecord {
+    fn from(named: &NamedProfile) -> Self {
+        let profile = &named.profile;
+        ProfileRecord {
+            name: named.name,
+            idle_secs: profile.idle_secs(),
+            interval_secs: profile.interval_secs(),
+            count: profile.count(),
+            user_timeout_ms: profile.user_timeout_ms(),
+            detection_secs: profile.detection_secs(),
+            detection_time: profile.detection_time().to_string(),
+            purpose: named.purpose,
+        }
+    }
+}
+
+/// Prints the table (or JSON) on stdout.
+pub fn run(args: &ProfilesArgs) -> Result<ExitCode, Error> {
+    let text = if args.json { json() } else { table() };
+    write_stdout(text.as_bytes())?;
+    Ok(ExitCode::Success)
+}
+
+fn json() -> String {
+    let records: Vec<ProfileRecord> = BUILTIN_PROFILES.iter().map(ProfileRecord::from).collect();
+    // Serializing plain strings and numbers cannot fail.
+    let mut text = serde_json::to_string_pretty(&records).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+fn table() -> String {
+    let header = ["NAME", "I/V/C", "DETECTS A DEAD PEER IN", "PURPOSE"];
+    let mut rows: Vec<[String; 4]> = vec![header.map(str::to_owned)];
+    rows.extend(BUILTIN_PROFILES.iter().map(|named| {
+        [
+            named.name.to_owned(),
+            named.profile.to_string(),
+            named.profile.detection_time().to_string(),
+            named.purpose.to_owned(),
+        ]
+    }));
+    let mut widths = [0; 3];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut text = String::new();
+    for [name, numbers, detection, purpose] in &rows {
+        let line = format!(
+            "{name:w0$}  {numbers:w1$}  {detection:w2$}  {purpose}",
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2]
+        );
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_has_a_header_and_one_line_per_profile() {
+        let table = table();
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 1 + BUILTIN_PROFILES.len());
+        assert!(lines[0].starts_with("NAME"));
+        let linux = lines.iter().find(|line| line.starts_with("linux-default")).unwrap();
+        let words: Vec<&str> = linux.split_whitespace().collect();
+        assert_eq!(words[..5], ["linux-default", "7200/75/9", "2", "h", "11"]);
+        assert!(linux.ends_with("what Linux does without kawrap"));
+    }
+
+    #[test]
+    fn columns_line_up() {
+        let table = table();
+        let header = table.lines().next().unwrap();
+        let numbers_column = header.find("I/V/C").unwrap();
+        let detection_column = header.find("DETECTS").unwrap();
+        for (line, named) in table.lines().skip(1).zip(&BUILTIN_PROFILES) {
+            assert_eq!(line.find(&named.profile.to_string()), Some(numbers_column), "{line}");
+            let detection = named.profile.detection_time().to_string();
+            assert_eq!(line[detection_column..].find(&detection), Some(0), "{line}");
+        }
+    }
+
+    #[test]
+    fn json_has_every_profile_with_numbers() {
+        let value: serde_json::Value = serde_json::from_str(&json()).unwrap();
+        let list = value.as_array().unwrap();
+        assert_eq!(list.len(), BUILTIN_PROFILES.len());
+        let recommended = &list[0];
+        assert_eq!(recommended["name"], "recommended");
+        assert_eq!(recommended["idle_secs"], 300);
+        assert_eq!(recommended["interval_secs"], 30);
+        assert_eq!(recommended["count"], 5);
+        assert_eq!(recommended["user_timeout_ms"], serde_json::Value::Null);
+        assert_eq!(recommended["detection_secs"], 450);
+        assert_eq!(recommended["detection_time"], "7 min 30 s");
+    }
+}
