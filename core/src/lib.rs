@@ -24,7 +24,6 @@ mod rules;
 pub use config::{Config, ConfigError, Policy, PolicyError, RuleIndex};
 pub use duration::{HumanDuration, parse_duration_ms};
 pub use profile::{
-    BUILTIN_PROFILES, Field, KeepaliveProfile, NamedProfile, ProfileError, ProfileErrorKind,
-    UserTimeout,
+    BUILTIN_PROFILES, Field, KeepaliveProfile, NamedProfile, ProfileError, ProfileErrorKind, UserTimeout,
 };
 pub use rules::{Destination, MAX_RULES, Rule, RuleError, RuleErrorKind, Rules};

@@ -130,10 +130,7 @@ impl KeepaliveProfile {
     }
 
     /// The same profile with `TCP_USER_TIMEOUT` set (or replaced).
-    pub fn with_user_timeout<'a>(
-        self,
-        spec: UserTimeout,
-    ) -> Result<Self, ProfileErrorKind<'a>> {
+    pub fn with_user_timeout<'a>(self, spec: UserTimeout) -> Result<Self, ProfileErrorKind<'a>> {
         let ms = match spec {
             UserTimeout::Millis(ms) => u64::from(ms),
             UserTimeout::Auto => u64::from(self.detection_secs()) * 1000,
@@ -224,13 +221,10 @@ impl UserTimeout {
         let ms = if is_digits(token) {
             parse_u64(token)
         } else {
-            parse_duration_ms(token)
-                .map_err(|()| ProfileErrorKind::BadUserTimeout { token })?
+            parse_duration_ms(token).map_err(|()| ProfileErrorKind::BadUserTimeout { token })?
         };
         match ms {
-            Some(ms) if Field::UserTimeout.range().contains(&ms) => {
-                Ok(UserTimeout::Millis(ms as u32))
-            }
+            Some(ms) if Field::UserTimeout.range().contains(&ms) => Ok(UserTimeout::Millis(ms as u32)),
             _ => Err(ProfileErrorKind::OutOfRange { field: Field::UserTimeout, token }),
         }
     }
@@ -247,7 +241,13 @@ pub struct NamedProfile {
     pub purpose: &'static str,
 }
 
-const fn builtin(name: &'static str, idle: u16, interval: u16, count: u8, purpose: &'static str) -> NamedProfile {
+const fn builtin(
+    name: &'static str,
+    idle: u16,
+    interval: u16,
+    count: u8,
+    purpose: &'static str,
+) -> NamedProfile {
     NamedProfile {
         name,
         profile: KeepaliveProfile { idle_secs: idle, interval_secs: interval, count, user_timeout_ms: None },
