@@ -432,12 +432,8 @@ fn dry_run_script(plan: &EnvPlan, command: &[OsString]) -> Vec<u8> {
         script.extend_from_slice(format!("unset {}\n", plan.unset.join(" ")).as_bytes());
     }
     script.extend_from_slice(b"exec");
-    for (index, word) in command.iter().enumerate() {
+    for word in command {
         script.push(b' ');
-        // A command starting with `-` would be an option to `exec`.
-        if index == 0 && word.as_bytes().starts_with(b"-") {
-            script.extend_from_slice(b"-- ");
-        }
         script.extend_from_slice(&shell_quote(word));
     }
     script.push(b'\n');

@@ -503,3 +503,28 @@ fn with_the_real_shim_the_kernel_sees_the_profile() {
         env.kawrap().args(["--lib".as_ref(), shim.as_os_str()]).args(["sh", "-c", "exit 7"]).run().code(7);
     assert_eq!(out.stderr(), "");
 }
+
+#[test]
+fn a_setuid_program_gets_a_warning_unless_quiet() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = TestEnv::new();
+    let program = env.write_file("bin/suid", "#!/bin/sh\n", 0o755);
+    // Owned by another user (nobody), as setuid programs that matter are.
+    let owned = std::os::unix::fs::chown(&program, Some(65534), None).is_ok();
+    if !skip_unless(owned, "changing a file's owner needs root") {
+        return;
+    }
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let lib = env.fake_lib();
+    env.kawrap()
+        .args(["--lib".as_ref(), lib.as_os_str(), "--dry-run".as_ref(), program.as_os_str()])
+        .run()
+        .code(0)
+        .stderr_contains("is setuid: the loader ignores LD_PRELOAD");
+    let out = env
+        .kawrap()
+        .args(["--lib".as_ref(), lib.as_os_str(), "-q".as_ref(), "--dry-run".as_ref(), program.as_os_str()])
+        .run()
+        .code(0);
+    assert_eq!(out.stderr(), "");
+}
