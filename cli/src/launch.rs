@@ -29,27 +29,18 @@ pub struct EnvPlan {
     pub config: Config,
     /// The canonical path of libkawrap.so.
     pub lib: PathBuf,
+    /// The absolute path of the log file, if any.
+    pub log: Option<PathBuf>,
     /// Variables to set, in the order they are printed.
     pub set: Vec<(&'static str, OsString)>,
     /// Variables to remove.
     pub unset: Vec<&'static str>,
 }
 
-/// Whether building the plan may touch the file system beyond looking.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogCheck {
-    /// Open the log file for appending (creating it), as the shim will, so
-    /// a bad path is reported now: the shim never writes to the terminal.
-    OpenForAppend,
-    /// Only make the path absolute (`--dry-run`, `kawrap env`).
-    PathOnly,
-}
-
 /// `kawrap [OPTIONS] COMMAND [ARGS]...`: returns only on error, or after
 /// `--dry-run`; otherwise the process has become the program.
 pub fn run(args: &LaunchArgs) -> Result<ExitCode, Error> {
-    let log_check = if args.dry_run { LogCheck::PathOnly } else { LogCheck::OpenForAppend };
-    let plan = env_plan(&args.settings, log_check)?;
+    let plan = env_plan(&args.settings)?;
     let (name, rest) = match args.command.split_first() {
         Some(split) => split,
         None => {
@@ -70,6 +61,15 @@ pub fn run(args: &LaunchArgs) -> Result<ExitCode, Error> {
         write_stdout(&dry_run_script(&plan, &args.command))?;
         return Ok(ExitCode::Success);
     }
+    if let Some(log) = &plan.log {
+        // The shim never writes to the terminal, so a log file it cannot
+        // open would go unnoticed: find out now.
+        OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(log)
+            .map_err(|error| Error::io(format!("--log: cannot open {}", log.display()), error))?;
+    }
     let mut command = Command::new(&program);
     command.arg0(name).args(rest);
     for (var, value) in &plan.set {
@@ -84,9 +84,9 @@ pub fn run(args: &LaunchArgs) -> Result<ExitCode, Error> {
 }
 
 /// Checks the settings with kawrap-core and computes the environment.
-pub fn env_plan(settings: &Settings, log_check: LogCheck) -> Result<EnvPlan, Error> {
+pub fn env_plan(settings: &Settings) -> Result<EnvPlan, Error> {
     let checked = check_settings(settings)?;
-    let log = settings.log.as_deref().map(|path| log_path(path, log_check)).transpose()?;
+    let log = settings.log.as_deref().map(absolute_log_path).transpose()?;
     let lib = find_lib(settings.lib.as_deref())?;
     let preload = preload_value(&lib, env::var_os("LD_PRELOAD").as_deref());
 
@@ -98,12 +98,12 @@ pub fn env_plan(settings: &Settings, log_check: LogCheck) -> Result<EnvPlan, Err
         None => unset.push(var_name(kawrap_core::env::RULES)),
     }
     set.push((var_name(kawrap_core::env::POLICY), checked.policy.into()));
-    match log {
-        Some(log) => set.push((var_name(kawrap_core::env::LOG), log.into_os_string())),
+    match &log {
+        Some(log) => set.push((var_name(kawrap_core::env::LOG), log.clone().into_os_string())),
         None => unset.push(var_name(kawrap_core::env::LOG)),
     }
     unset.push(var_name(kawrap_core::env::DISABLE));
-    Ok(EnvPlan { config: checked.config, lib, set, unset })
+    Ok(EnvPlan { config: checked.config, lib, log, set, unset })
 }
 
 fn var_name(name: &'static CStr) -> &'static str {
@@ -175,19 +175,11 @@ fn profile_hint() -> String {
 const RULE_HINT: &str = "accepted: DEST=PROFILE with DEST one of :PORT, ADDR[/LEN], V4ADDR[/LEN]:PORT, \
                          [V6ADDR][/LEN]:PORT, e.g. --rule :3306=firewall --rule 10.0.0.0/8=60/10/6";
 
-fn log_path(path: &Path, check: LogCheck) -> Result<PathBuf, Error> {
-    let absolute = std::path::absolute(path).map_err(|error| Error::Invalid {
-        message: format!("--log {path:?}: {error}"),
+fn absolute_log_path(path: &Path) -> Result<PathBuf, Error> {
+    std::path::absolute(path).map_err(|error| Error::Invalid {
+        message: format!("--log {path:?}: {}", describe(&error)),
         hint: "give the path of a file to append to".to_owned(),
-    })?;
-    if check == LogCheck::OpenForAppend {
-        OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&absolute)
-            .map_err(|error| Error::io(format!("--log: cannot open {}", absolute.display()), error))?;
-    }
-    Ok(absolute)
+    })
 }
 
 /// Finds libkawrap.so: the path given, else next to the kawrap binary
@@ -539,6 +531,7 @@ mod tests {
         let plan = EnvPlan {
             config: Config::default(),
             lib: PathBuf::from("/l/libkawrap.so"),
+            log: None,
             set: vec![("LD_PRELOAD", "/l/libkawrap.so".into()), ("KAWRAP_PROFILE", "300/30/5".into())],
             unset: vec!["KAWRAP_RULES", "KAWRAP_DISABLE"],
         };
