@@ -44,6 +44,10 @@ pub struct Cli {
 pub enum Subcommand {
     /// List the built-in profiles: values, how fast each notices a dead peer, what it is for
     Profiles(ProfilesArgs),
+    /// Show live TCP sockets: keepalive on?, the timer, the exact options; --expect PROFILE to verify
+    Check(crate::check::CheckArgs),
+    /// Give the TCP sockets of a running process a keepalive profile (pidfd_getfd + setsockopt)
+    Attach(crate::attach::AttachArgs),
 }
 
 /// `kawrap profiles`.

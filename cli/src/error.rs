@@ -31,6 +31,11 @@ pub enum Error {
     #[error("{name}: cannot execute: {reason}")]
     CannotExecute { name: String, reason: String },
 
+    /// The kernel or the system would not let kawrap do it (no such
+    /// process, no permission, a kernel too old); `hint` says what to do.
+    #[error("{message}")]
+    Refused { message: String, hint: String },
+
     /// An operating system error kawrap cannot work around.
     #[error("{context}: {source}")]
     Io { context: String, source: io::Error },
@@ -42,9 +47,11 @@ impl Error {
         match self {
             Error::CommandNotFound { .. } => ExitCode::NotFound,
             Error::CannotExecute { .. } => ExitCode::CannotExecute,
-            Error::Invalid { .. } | Error::BadLib { .. } | Error::LibNotFound { .. } | Error::Io { .. } => {
-                ExitCode::KawrapError
-            }
+            Error::Invalid { .. }
+            | Error::Refused { .. }
+            | Error::BadLib { .. }
+            | Error::LibNotFound { .. }
+            | Error::Io { .. } => ExitCode::KawrapError,
         }
     }
 
@@ -52,9 +59,9 @@ impl Error {
     /// looked, what to try.
     pub fn hint_lines(&self) -> Vec<String> {
         match self {
-            Error::Invalid { hint, .. } | Error::CommandNotFound { hint, .. } => {
-                hint.lines().map(str::to_owned).collect()
-            }
+            Error::Invalid { hint, .. }
+            | Error::Refused { hint, .. }
+            | Error::CommandNotFound { hint, .. } => hint.lines().map(str::to_owned).collect(),
             Error::BadLib { .. } => {
                 vec!["give the path of the built library, e.g. target/release/libkawrap.so".to_owned()]
             }

@@ -11,6 +11,9 @@
 pub enum ExitCode {
     /// A subcommand, `--dry-run`, `--help` or `--version` did its job.
     Success,
+    /// `kawrap check --expect` found a socket without the expected
+    /// profile (or no socket to check): the answer is "no", like grep's 1.
+    CheckFailed,
     /// kawrap could not do its job: an invalid profile, rule, policy or
     /// option, libkawrap.so not found, an unwritable log file.
     KawrapError,
@@ -26,6 +29,7 @@ impl ExitCode {
     pub const fn code(self) -> u8 {
         match self {
             ExitCode::Success => 0,
+            ExitCode::CheckFailed => 1,
             ExitCode::KawrapError => 125,
             ExitCode::CannotExecute => 126,
             ExitCode::NotFound => 127,
@@ -43,12 +47,18 @@ impl From<ExitCode> for std::process::ExitCode {
 mod tests {
     use super::ExitCode;
 
-    const ALL: [ExitCode; 4] =
-        [ExitCode::Success, ExitCode::KawrapError, ExitCode::CannotExecute, ExitCode::NotFound];
+    const ALL: [ExitCode; 5] = [
+        ExitCode::Success,
+        ExitCode::CheckFailed,
+        ExitCode::KawrapError,
+        ExitCode::CannotExecute,
+        ExitCode::NotFound,
+    ];
 
     #[test]
     fn codes_follow_the_env_and_shell_convention() {
         assert_eq!(ExitCode::Success.code(), 0);
+        assert_eq!(ExitCode::CheckFailed.code(), 1);
         assert_eq!(ExitCode::KawrapError.code(), 125);
         assert_eq!(ExitCode::CannotExecute.code(), 126);
         assert_eq!(ExitCode::NotFound.code(), 127);

@@ -1,12 +1,16 @@
 //! `kawrap`: runs a program with libkawrap.so preloaded, and the
 //! subcommands around it. Each module does one job; this file only parses
 //! the arguments, dispatches, and turns the outcome into an exit status.
+mod attach;
+mod check;
 mod cli;
 mod error;
 mod exit_codes;
 mod launch;
 mod output;
 mod profiles;
+mod sockets;
+mod user_profiles;
 
 use cli::Subcommand;
 use error::Error;
@@ -25,6 +29,8 @@ fn main() -> std::process::ExitCode {
     };
     let outcome = match &cli.subcommand {
         Some(Subcommand::Profiles(args)) => profiles::run(args),
+        Some(Subcommand::Check(args)) => check::run(args),
+        Some(Subcommand::Attach(args)) => attach::run(args),
         None => launch::run(&cli.launch),
     };
     match outcome {

@@ -1,0 +1,179 @@
+//! The kernel's view of TCP sockets, for `kawrap check` and `kawrap attach`.
+//!
+//! - [`diag`]: every TCP socket of a network namespace, with its state and
+//!   armed timer, through sock_diag netlink (what `ss` uses); [`proc_net`]
+//!   reads the same from `/proc/net/tcp{,6}` when sock_diag is unavailable.
+//! - [`owners`]: which processes hold each socket, from `/proc/PID/fd`.
+//! - [`remote`]: a duplicate of another process's socket (pidfd_getfd) and
+//!   the keepalive options read from, or applied to, it.
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub mod diag;
+pub mod owners;
+pub mod proc_net;
+pub mod remote;
+
+/// A TCP state, numbered as in the kernel's `include/net/tcp_states.h`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpState(pub u8);
+
+impl TcpState {
+    /// `TCP_ESTABLISHED`.
+    pub const ESTABLISHED: TcpState = TcpState(1);
+
+    /// The name `ss` prints, so the two outputs can be compared by eye.
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            1 => "ESTAB",
+            2 => "SYN-SENT",
+            3 => "SYN-RECV",
+            4 => "FIN-WAIT-1",
+            5 => "FIN-WAIT-2",
+            6 => "TIME-WAIT",
+            7 => "UNCONN",
+            8 => "CLOSE-WAIT",
+            9 => "LAST-ACK",
+            10 => "LISTEN",
+            11 => "CLOSING",
+            12 => "NEW-SYN-RECV",
+            13 => "BOUND-INACTIVE",
+            _ => "UNKNOWN",
+        }
+    }
+}
+
+impl fmt::Display for TcpState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The timer the kernel has armed on a socket (`idiag_timer`, or the `tr`
+/// column of `/proc/net/tcp`), with the time left.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timer {
+    /// 1: data is unacknowledged and will be retransmitted.
+    Retransmit(Duration),
+    /// 2: the keepalive timer: the next probe, or the first one after the
+    /// idle time. Counts down from TCP_KEEPIDLE after the last packet.
+    Keepalive(Duration),
+    /// 3: a TIME-WAIT socket waiting to disappear.
+    TimeWait(Duration),
+    /// 4: the peer advertised a zero window; probing it.
+    ZeroWindowProbe(Duration),
+}
+
+impl Timer {
+    /// Decodes the kernel's timer number; 0 and unknown numbers are no timer.
+    pub fn from_kernel(kind: u8, remaining: Duration) -> Option<Timer> {
+        match kind {
+            1 => Some(Timer::Retransmit(remaining)),
+            2 => Some(Timer::Keepalive(remaining)),
+            3 => Some(Timer::TimeWait(remaining)),
+            4 => Some(Timer::ZeroWindowProbe(remaining)),
+            _ => None,
+        }
+    }
+
+    /// The name `ss -o` uses inside `timer:(…)`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Timer::Retransmit(_) => "on",
+            Timer::Keepalive(_) => "keepalive",
+            Timer::TimeWait(_) => "timewait",
+            Timer::ZeroWindowProbe(_) => "persist",
+        }
+    }
+
+    /// What it is, for a sentence.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Timer::Retransmit(_) => "retransmit",
+            Timer::Keepalive(_) => "keepalive",
+            Timer::TimeWait(_) => "TIME-WAIT",
+            Timer::ZeroWindowProbe(_) => "zero-window probe",
+        }
+    }
+
+    /// Time left until it fires.
+    pub fn remaining(self) -> Duration {
+        match self {
+            Timer::Retransmit(d) | Timer::Keepalive(d) | Timer::TimeWait(d) | Timer::ZeroWindowProbe(d) => d,
+        }
+    }
+}
+
+/// One TCP socket as the kernel lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpSocket {
+    /// Its state.
+    pub state: TcpState,
+    /// Local address and port.
+    pub local: SocketAddr,
+    /// Peer address and port (unspecified for listening sockets).
+    pub remote: SocketAddr,
+    /// The armed timer, if any.
+    pub timer: Option<Timer>,
+    /// Owner's uid.
+    pub uid: u32,
+    /// Inode number: what `/proc/PID/fd/N` links to as `socket:[INODE]`.
+    /// 0 for sockets no descriptor refers to (TIME-WAIT, not yet accepted).
+    pub inode: u64,
+}
+
+/// An address for people: IPv4-mapped IPv6 addresses (dual-stack
+/// sockets talking to IPv4 peers) are shown as IPv4, as `ss` does.
+pub fn show_addr(addr: &SocketAddr) -> String {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => format!("{v4}:{}", v6.port()),
+            None => addr.to_string(),
+        },
+        SocketAddr::V4(_) => addr.to_string(),
+    }
+}
+
+/// Where a listing came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// sock_diag netlink: millisecond timers.
+    SockDiag,
+    /// `/proc/net/tcp{,6}`: timers in clock ticks (10 ms).
+    ProcNet,
+}
+
+impl Source {
+    /// How the output names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::SockDiag => "sock_diag",
+            Source::ProcNet => "/proc/net/tcp",
+        }
+    }
+}
+
+/// The TCP sockets of a network namespace: ours, or the one process `pid`
+/// lives in. sock_diag first; `/proc/…/net/tcp{,6}` when sock_diag cannot
+/// be used (no `tcp_diag` module, or the namespace cannot be entered);
+/// `fallback_reason` says why it was needed.
+pub struct Listing {
+    /// The sockets, IPv4 first.
+    pub sockets: Vec<TcpSocket>,
+    /// Where they came from.
+    pub source: Source,
+    /// Why sock_diag was not used, if it was not.
+    pub fallback_reason: Option<String>,
+}
+
+/// Lists every TCP socket in the network namespace of `pid` (ours if `None`).
+pub fn list_tcp(pid: Option<u32>) -> std::io::Result<Listing> {
+    match diag::dump_tcp(pid) {
+        Ok(sockets) => Ok(Listing { sockets, source: Source::SockDiag, fallback_reason: None }),
+        Err(error) => {
+            let sockets = proc_net::read_tcp(pid)?;
+            Ok(Listing { sockets, source: Source::ProcNet, fallback_reason: Some(error.to_string()) })
+        }
+    }
+}
