@@ -80,13 +80,15 @@ fn parse_timer(text: &str) -> Option<(String, Duration)> {
     Some((kind, parse_ss_duration(parts.next()?)?))
 }
 
-/// ss's timer format: `119min`, `4min59sec`, `1.234ms`, `59sec`, `1h2min`…
+/// ss's timer format (iproute2's `print_ms_timer`): `119min`, `4min59sec`,
+/// `59sec`, `1.696ms` (1.696 s), `696ms`.
 pub fn parse_ss_duration(text: &str) -> Option<Duration> {
     let mut total = 0f64;
     let mut rest = text;
     while !rest.is_empty() {
         let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let value: f64 = rest[..end].parse().ok()?;
+        let number = &rest[..end];
+        let value: f64 = number.parse().ok()?;
         rest = &rest[end..];
         let unit_end = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let scale = match &rest[..unit_end] {
@@ -94,6 +96,9 @@ pub fn parse_ss_duration(text: &str) -> Option<Duration> {
             "h" => 3600.0,
             "min" => 60.0,
             "sec" => 1.0,
+            // iproute2 prints seconds with milliseconds as `1.696ms`
+            // (1 s 696 ms), and milliseconds alone as `696ms`.
+            "ms" if number.contains('.') => 1.0,
             "ms" => 0.001,
             "" => 1.0,
             _ => return None,
@@ -116,6 +121,8 @@ mod tests {
         assert_eq!(line.peer_port(), Some(5432));
         let line = parse_line("0 0 127.0.0.1:40000 127.0.0.1:3306 timer:(keepalive,119min,0)").unwrap();
         assert_eq!(line.keepalive(), Some(Duration::from_secs(119 * 60)));
+        assert_eq!(parse_ss_duration("1.696ms"), Some(Duration::from_millis(1696)));
+        assert_eq!(parse_ss_duration("696ms"), Some(Duration::from_millis(696)));
         let line = parse_line("0 0 [::1]:40000 [::1]:22").unwrap();
         assert_eq!(line.keepalive(), None);
     }
