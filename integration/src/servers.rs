@@ -6,7 +6,9 @@
 //! the test panics. The server runs in its own process group, so the drop
 //! also reaches the processes it forked (PostgreSQL's backends, sshd's
 //! per-connection children), and with `PR_SET_PDEATHSIG` so that a test
-//! binary killed before its destructors run does not leave servers behind.
+//! binary killed before its destructors run does not leave servers behind
+//! (that signal follows the thread that started the server: a server must
+//! not outlive the thread that called `start`).
 //!
 //! Every server hands out [`Client`]s: the program its users run (`psql`,
 //! `mysqldump`, `ssh`…) with the arguments and environment to reach it,
