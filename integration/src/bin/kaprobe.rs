@@ -12,6 +12,7 @@
 //! - `print` — `keepalive=1 idle=300 intvl=30 cnt=5 ut=0` (`E<errno>` for a failed read)
 //! - `sleep:SECS`, `read` (block until EOF/error; prints `read=N errno=E elapsed=S`)
 //! - `fds` — number of open descriptors in /proc/self/fd
+//!
 //! Every call prints `STEP=RESULT errno=E`.
 use std::ffi::c_int;
 use std::io::Write;
