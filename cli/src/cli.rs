@@ -48,6 +48,8 @@ pub enum Subcommand {
     Check(crate::check::CheckArgs),
     /// Give the TCP sockets of a running process a keepalive profile (pidfd_getfd + setsockopt)
     Attach(crate::attach::AttachArgs),
+    /// Print the environment for the current shell (eval "$(kawrap env …)"), or a systemd drop-in
+    Env(crate::env_cmd::EnvArgs),
 }
 
 /// `kawrap profiles`.
@@ -95,7 +97,7 @@ pub struct LaunchArgs {
 
 /// The keepalive settings and where the library is: what ends up in the
 /// program's environment. Shared by every subcommand that sets them up.
-#[derive(Debug, Args)]
+#[derive(Clone, Debug, Args)]
 #[command(next_help_heading = "Keepalive settings")]
 pub struct Settings {
     /// Keepalive profile for every TCP connection: a built-in name or IDLE/INTVL/CNT[/UT]

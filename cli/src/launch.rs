@@ -11,7 +11,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use kawrap_core::{BUILTIN_PROFILES, Config, KeepaliveProfile, Policy, Rules, UserTimeout};
+use kawrap_core::{Config, Policy, Rules, UserTimeout};
 
 use crate::cli::{LaunchArgs, Settings};
 use crate::error::Error;
@@ -122,8 +122,8 @@ struct CheckedSettings {
 }
 
 fn check_settings(settings: &Settings) -> Result<CheckedSettings, Error> {
-    let mut profile = KeepaliveProfile::parse(&settings.profile)
-        .map_err(|error| Error::Invalid { message: error.to_string(), hint: profile_hint() })?;
+    // Built-in names and numbers, then the user's own names (profiles.toml).
+    let mut profile = crate::user_profiles::resolve_profile(&settings.profile)?;
     if let Some(text) = &settings.user_timeout {
         let invalid = |kind: &dyn std::fmt::Display| Error::Invalid {
             message: format!("--user-timeout: {kind}"),
@@ -161,15 +161,6 @@ fn check_settings(settings: &Settings) -> Result<CheckedSettings, Error> {
 
 fn internal(message: String) -> Error {
     Error::Invalid { message, hint: "this is a bug in kawrap; please report it".to_owned() }
-}
-
-fn profile_hint() -> String {
-    let names: Vec<&str> = BUILTIN_PROFILES.iter().map(|p| p.name).collect();
-    format!(
-        "accepted: a built-in name ({}) or IDLE/INTVL/CNT[/UT] in seconds, e.g. 300/30/5, 60/10/6/auto, \
-         300/30/5/450s; `kawrap profiles` describes the names",
-        names.join(", ")
-    )
 }
 
 const RULE_HINT: &str = "accepted: DEST=PROFILE with DEST one of :PORT, ADDR[/LEN], V4ADDR[/LEN]:PORT, \
@@ -244,6 +235,19 @@ pub fn preload_value(lib: &Path, existing: Option<&OsStr>) -> OsString {
         }
     }
     OsString::from_vec(value)
+}
+
+/// The existing LD_PRELOAD without libkawrap.so (`lib`, or any entry named
+/// libkawrap.so: a moved or rebuilt copy is still ours), other entries kept
+/// in order and joined with colons; `None` when nothing else is left.
+pub fn preload_without(lib: Option<&Path>, existing: Option<&OsStr>) -> Option<OsString> {
+    let entries = existing.map(OsStr::as_bytes).unwrap_or_default().split(|b| matches!(b, b' ' | b':'));
+    let ours = |entry: &[u8]| {
+        Path::new(OsStr::from_bytes(entry)).file_name() == Some(OsStr::new(LIB_NAME))
+            || lib.is_some_and(|lib| same_file(entry, lib))
+    };
+    let kept: Vec<&[u8]> = entries.filter(|entry| !entry.is_empty() && !ours(entry)).collect();
+    (!kept.is_empty()).then(|| OsString::from_vec(kept.join(&b':')))
 }
 
 fn same_file(entry: &[u8], lib: &Path) -> bool {
@@ -457,6 +461,20 @@ mod tests {
             preload("/l/libkawrap.so", Some("/l/libkawrap.so: /a.so::/l/libkawrap.so ")),
             "/l/libkawrap.so:/a.so"
         );
+    }
+
+    #[test]
+    fn preload_without_removes_only_kawrap() {
+        let without = |lib: Option<&str>, existing: &str| {
+            preload_without(lib.map(Path::new), Some(OsStr::new(existing))).map(|v| v.into_string().unwrap())
+        };
+        assert_eq!(
+            without(Some("/l/libkawrap.so"), "/l/libkawrap.so:/a.so /b.so"),
+            Some("/a.so:/b.so".into())
+        );
+        assert_eq!(without(None, "/old/place/libkawrap.so:/a.so"), Some("/a.so".into()));
+        assert_eq!(without(Some("/l/libkawrap.so"), "/l/libkawrap.so"), None);
+        assert_eq!(preload_without(None, None), None);
     }
 
     #[test]

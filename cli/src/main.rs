@@ -4,6 +4,7 @@
 mod attach;
 mod check;
 mod cli;
+mod env_cmd;
 mod error;
 mod exit_codes;
 mod launch;
@@ -31,6 +32,7 @@ fn main() -> std::process::ExitCode {
         Some(Subcommand::Profiles(args)) => profiles::run(args),
         Some(Subcommand::Check(args)) => check::run(args),
         Some(Subcommand::Attach(args)) => attach::run(args),
+        Some(Subcommand::Env(args)) => env_cmd::run(args),
         None => launch::run(&cli.launch),
     };
     match outcome {

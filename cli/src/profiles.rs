@@ -1,4 +1,5 @@
-//! `kawrap profiles`: the built-in profiles, for people or as JSON.
+//! `kawrap profiles`: the built-in profiles and the user's own
+//! (profiles.toml), for people or as JSON.
 use kawrap_core::{BUILTIN_PROFILES, NamedProfile};
 use serde::Serialize;
 
@@ -6,11 +7,12 @@ use crate::cli::ProfilesArgs;
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
 use crate::output::write_stdout;
+use crate::user_profiles::{self, UserProfile};
 
 /// One profile as `--json` prints it.
 #[derive(Debug, Serialize)]
 struct ProfileRecord {
-    name: &'static str,
+    name: String,
     idle_secs: u16,
     interval_secs: u16,
     count: u8,
@@ -18,41 +20,63 @@ struct ProfileRecord {
     /// idle + interval × count: how long a dead idle peer goes unnoticed.
     detection_secs: u32,
     detection_time: String,
-    purpose: &'static str,
+    purpose: String,
+    /// `built-in`, or the file that defines it.
+    source: String,
 }
 
 impl From<&NamedProfile> for ProfileRecord {
     fn from(named: &NamedProfile) -> Self {
         let profile = &named.profile;
         ProfileRecord {
-            name: named.name,
+            name: named.name.to_owned(),
             idle_secs: profile.idle_secs(),
             interval_secs: profile.interval_secs(),
             count: profile.count(),
             user_timeout_ms: profile.user_timeout_ms(),
             detection_secs: profile.detection_secs(),
             detection_time: profile.detection_time().to_string(),
-            purpose: named.purpose,
+            purpose: named.purpose.to_owned(),
+            source: "built-in".to_owned(),
+        }
+    }
+}
+
+impl From<&UserProfile> for ProfileRecord {
+    fn from(user: &UserProfile) -> Self {
+        let profile = &user.profile;
+        ProfileRecord {
+            name: user.name.clone(),
+            idle_secs: profile.idle_secs(),
+            interval_secs: profile.interval_secs(),
+            count: profile.count(),
+            user_timeout_ms: profile.user_timeout_ms(),
+            detection_secs: profile.detection_secs(),
+            detection_time: profile.detection_time().to_string(),
+            purpose: user.description.clone().unwrap_or_default(),
+            source: user.source.display().to_string(),
         }
     }
 }
 
 /// Prints the table (or JSON) on stdout.
 pub fn run(args: &ProfilesArgs) -> Result<ExitCode, Error> {
-    let text = if args.json { json() } else { table() };
+    let user = user_profiles::load_all()?;
+    let text = if args.json { json(&user) } else { table(&user) };
     write_stdout(text.as_bytes())?;
     Ok(ExitCode::Success)
 }
 
-fn json() -> String {
-    let records: Vec<ProfileRecord> = BUILTIN_PROFILES.iter().map(ProfileRecord::from).collect();
+fn json(user: &[UserProfile]) -> String {
+    let mut records: Vec<ProfileRecord> = BUILTIN_PROFILES.iter().map(ProfileRecord::from).collect();
+    records.extend(user.iter().map(ProfileRecord::from));
     // Serializing plain strings and numbers cannot fail.
     let mut text = serde_json::to_string_pretty(&records).unwrap_or_default();
     text.push('\n');
     text
 }
 
-fn table() -> String {
+fn table(user: &[UserProfile]) -> String {
     let header = ["NAME", "I/V/C", "DETECTS A DEAD PEER IN", "PURPOSE"];
     let mut rows: Vec<[String; 4]> = vec![header.map(str::to_owned)];
     rows.extend(BUILTIN_PROFILES.iter().map(|named| {
@@ -62,6 +86,14 @@ fn table() -> String {
             named.profile.detection_time().to_string(),
             named.purpose.to_owned(),
         ]
+    }));
+    // The user's own, after the built-ins, each saying where it is defined.
+    rows.extend(user.iter().map(|user| {
+        let purpose = match &user.description {
+            Some(description) => format!("{description} ({})", user.source.display()),
+            None => format!("({})", user.source.display()),
+        };
+        [user.name.clone(), user.profile.to_string(), user.profile.detection_time().to_string(), purpose]
     }));
     let mut widths = [0; 3];
     for row in &rows {
@@ -89,7 +121,7 @@ mod tests {
 
     #[test]
     fn table_has_a_header_and_one_line_per_profile() {
-        let table = table();
+        let table = table(&[]);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 1 + BUILTIN_PROFILES.len());
         assert!(lines[0].starts_with("NAME"));
@@ -101,7 +133,7 @@ mod tests {
 
     #[test]
     fn columns_line_up() {
-        let table = table();
+        let table = table(&[]);
         let header = table.lines().next().unwrap();
         let numbers_column = header.find("I/V/C").unwrap();
         let detection_column = header.find("DETECTS").unwrap();
@@ -114,7 +146,7 @@ mod tests {
 
     #[test]
     fn json_has_every_profile_with_numbers() {
-        let value: serde_json::Value = serde_json::from_str(&json()).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&json(&[])).unwrap();
         let list = value.as_array().unwrap();
         assert_eq!(list.len(), BUILTIN_PROFILES.len());
         let recommended = &list[0];
