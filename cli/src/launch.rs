@@ -6,7 +6,6 @@ use std::ffi::{CStr, CString, OsStr, OsString};
 use std::fs::{self, Metadata, OpenOptions};
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -52,7 +51,10 @@ pub fn run(args: &LaunchArgs) -> Result<ExitCode, Error> {
     };
     let program = find_command(name)?;
     if !args.quiet {
-        warn_if_preload_is_ignored(&program);
+        // Programs the shim cannot reach still run, but the person is told.
+        if let Some(unreachable) = crate::reach::check(name, &program) {
+            eprintln!("{unreachable}");
+        }
     }
     if args.verbose {
         eprintln!("{}", verbose_line(&plan, &program));
@@ -369,25 +371,6 @@ fn describe(error: &io::Error) -> String {
     match chars.next() {
         Some(first) => first.to_lowercase().chain(chars).collect(),
         None => text.to_owned(),
-    }
-}
-
-/// The loader ignores LD_PRELOAD when it runs a program with more rights
-/// than its caller (AT_SECURE): setuid to another user, setgid to another
-/// group. Say so instead of silently doing nothing.
-fn warn_if_preload_is_ignored(program: &Path) {
-    let Ok(metadata) = fs::metadata(program) else { return };
-    // SAFETY: getuid(2) and getgid(2) cannot fail and touch no memory.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let setuid = metadata.mode() & 0o4000 != 0 && metadata.uid() != uid;
-    let setgid = metadata.mode() & 0o2000 != 0 && metadata.gid() != gid;
-    if setuid || setgid {
-        eprintln!(
-            "kawrap: warning: {} is {}: the loader ignores LD_PRELOAD for it, so its sockets keep the \
-             kernel's keepalive settings",
-            program.display(),
-            if setuid { "setuid" } else { "setgid" }
-        );
     }
 }
 

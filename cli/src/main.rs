@@ -10,6 +10,7 @@ mod exit_codes;
 mod launch;
 mod output;
 mod profiles;
+mod reach;
 mod sockets;
 mod user_profiles;
 

@@ -508,7 +508,10 @@ fn with_the_real_shim_the_kernel_sees_the_profile() {
 fn a_setuid_program_gets_a_warning_unless_quiet() {
     use std::os::unix::fs::PermissionsExt;
     let env = TestEnv::new();
-    let program = env.write_file("bin/suid", "#!/bin/sh\n", 0o755);
+    // A real executable: the kernel ignores setuid on `#!` scripts.
+    let program = env.root().join("bin/suid");
+    std::fs::create_dir_all(program.parent().unwrap()).unwrap();
+    std::fs::copy("/bin/true", &program).unwrap();
     // Owned by another user (nobody), as setuid programs that matter are.
     let owned = std::os::unix::fs::chown(&program, Some(65534), None).is_ok();
     if !skip_unless(owned, "changing a file's owner needs root") {
