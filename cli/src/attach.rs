@@ -19,7 +19,7 @@ use crate::sockets::show_addr;
 
 /// `kawrap attach`.
 #[derive(Debug, clap::Args)]
-#[command(long_about = LONG_ABOUT, after_long_help = AFTER_LONG_HELP)]
+#[command(after_long_help = AFTER_LONG_HELP)]
 pub struct AttachArgs {
     /// The profile to give the sockets: a built-in name or IDLE/INTVL/CNT[/UT]
     #[arg(short, long, value_name = "PROFILE", default_value = "recommended")]
@@ -38,7 +38,8 @@ pub struct AttachArgs {
     pub pid: u32,
 }
 
-const LONG_ABOUT: &str = "\
+/// The long help's opening (set on the subcommand in cli.rs).
+pub const LONG_ABOUT: &str = "\
 Give the TCP sockets of a running process a keepalive profile, without restarting it.
 
 Each socket is copied out of the process with pidfd_getfd(2) and set with setsockopt: \

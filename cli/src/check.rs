@@ -20,7 +20,7 @@ use crate::sockets::{self, Listing, TcpSocket, TcpState, Timer, show_addr};
 
 /// `kawrap check`.
 #[derive(Debug, clap::Args)]
-#[command(long_about = LONG_ABOUT, after_long_help = AFTER_LONG_HELP)]
+#[command(after_long_help = AFTER_LONG_HELP)]
 pub struct CheckArgs {
     /// Only the sockets of this process
     #[arg(long, value_name = "PID")]
@@ -52,7 +52,8 @@ pub struct CheckArgs {
     pub json: bool,
 }
 
-const LONG_ABOUT: &str = "\
+/// The long help's opening (set on the subcommand in cli.rs).
+pub const LONG_ABOUT: &str = "\
 Show live TCP sockets and whether each will notice a dead peer: its state, owning process, \
 whether SO_KEEPALIVE is on, the keepalive timer the kernel has armed, and (as root, or with \
 ptrace rights over the owner) the socket's exact idle/interval/count/user-timeout.

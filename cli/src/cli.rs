@@ -42,13 +42,18 @@ pub struct Cli {
 /// called `profiles`.
 #[derive(Debug, clap::Subcommand)]
 pub enum Subcommand {
-    /// List the built-in profiles: values, how fast each notices a dead peer, what it is for
+    /// List the profiles (built-in, and your own from profiles.toml): values, how fast each
+    /// notices a dead peer, what it is for
     Profiles(ProfilesArgs),
     /// Show live TCP sockets: keepalive on?, the timer, the exact options; --expect PROFILE to verify
+    // A variant's doc comment replaces the subcommand's long help: set it here.
+    #[command(long_about = crate::check::LONG_ABOUT)]
     Check(crate::check::CheckArgs),
     /// Give the TCP sockets of a running process a keepalive profile (pidfd_getfd + setsockopt)
+    #[command(long_about = crate::attach::LONG_ABOUT)]
     Attach(crate::attach::AttachArgs),
     /// Print the environment for the current shell (eval "$(kawrap env …)"), or a systemd drop-in
+    #[command(long_about = crate::env_cmd::LONG_ABOUT)]
     Env(crate::env_cmd::EnvArgs),
 }
 

@@ -26,7 +26,7 @@ const DROP_IN_NAME: &str = "50-kawrap.conf";
 
 /// `kawrap env`.
 #[derive(Debug, clap::Args)]
-#[command(long_about = LONG_ABOUT, after_long_help = AFTER_LONG_HELP)]
+#[command(after_long_help = AFTER_LONG_HELP)]
 pub struct EnvArgs {
     /// What programs started from this shell (or the service) get
     #[command(flatten)]
@@ -77,7 +77,8 @@ pub enum Shell {
     Fish,
 }
 
-const LONG_ABOUT: &str = "\
+/// The long help's opening (set on the subcommand in cli.rs).
+pub const LONG_ABOUT: &str = "\
 Print the environment kawrap gives a program, as commands for the current shell, so that every \
 program started from it afterwards gets the keepalive profile:
 

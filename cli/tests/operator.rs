@@ -290,3 +290,18 @@ fn check_and_attach_reject_bad_input() {
     env.kawrap().args(["attach", "4194305"]).run().code(125).stderr_contains("no such process: 4194305");
     env.kawrap().args(["attach"]).run().code(125);
 }
+
+#[test]
+fn check_help_tells_what_ss_shows() {
+    let env = TestEnv::new();
+    let out = env.kawrap().args(["check", "--help"]).run().code(0);
+    let help = out.stdout().split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        help.contains(
+            "`ss -o` shows the same timer as `timer:(keepalive,4min59sec,0)`: that is the 'ka' you look for"
+        ),
+        "{help}"
+    );
+    let out = env.kawrap().args(["attach", "--help"]).run().code(0);
+    assert!(out.stdout().contains("pidfd_getfd(2)"), "{}", out.stdout());
+}

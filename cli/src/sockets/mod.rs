@@ -177,3 +177,31 @@ pub fn list_tcp(pid: Option<u32>) -> std::io::Result<Listing> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+
+    /// sock_diag and the /proc/net/tcp fallback describe the same socket alike.
+    #[test]
+    fn both_sources_agree_on_our_own_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let inode = std::fs::metadata(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&client)))
+            .unwrap()
+            .ino();
+        let find = |sockets: Vec<TcpSocket>| sockets.into_iter().find(|s| s.inode == inode).expect("listed");
+        let from_diag = find(diag::dump_tcp(None).unwrap());
+        let from_proc = find(proc_net::read_tcp(None).unwrap());
+        assert_eq!(from_diag, from_proc);
+        assert_eq!(from_diag.state, TcpState::ESTABLISHED);
+        assert_eq!(from_diag.local, client.local_addr().unwrap());
+        assert_eq!(from_diag.remote, listener.local_addr().unwrap());
+        // Another process's namespace: our own pid, through its /proc entry.
+        let by_pid = find(diag::dump_tcp(Some(std::process::id())).unwrap());
+        assert_eq!(by_pid, from_diag);
+    }
+}
