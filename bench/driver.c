@@ -315,9 +315,14 @@ static void run_start(struct start_result *r, const char *program, const char *a
 
 /* ---------- memory ---------- */
 
+/* The idle client's memory, in four hosts: no keepalive, the same with an
+ * empty .so preloaded (the floor), inline options, and under kawrap. */
+enum host { HOST_NONE, HOST_EMPTY_SO, HOST_INLINE, HOST_KAWRAP, HOSTS };
+static const char *host_names[HOSTS] = {"none", "empty_so", "inline", "kawrap"};
+
 struct memory {
-    long vm_rss_kb[VARIANTS];
-    long rss_anon_kb[VARIANTS]; /* the part that is the process's own memory (not page cache) */
+    long vm_rss_kb[HOSTS];   /* includes shared page cache (varies with fault-around) */
+    long rss_anon_kb[HOSTS]; /* the process's own pages */
     long shim_rss_kb;        /* Rss of libkawrap.so's file-backed mappings */
     long shim_private_kb;    /* of which written by this process (Private_Dirty: relocations, .data) */
     long table_size_kb;      /* size of the anonymous mapping holding its .bss */
@@ -379,31 +384,33 @@ static void shim_mappings(pid_t pid, struct memory *m) {
 /* Starts the client in idle mode (it has made `iterations` connections and
  * waits), reads its memory, lets it go. Median of `runs` interleaved runs. */
 static void measure_memory(struct memory *m, long iterations, int runs) {
-    long rss[VARIANTS][64], anon[VARIANTS][64];
-    fprintf(stderr, "  %-44s", "memory (VmRSS of an idle client)");
+    long rss[HOSTS][64], anon[HOSTS][64];
+    fprintf(stderr, "  %-44s", "memory (RSS of an idle client)");
     for (int i = 0; i < runs; i++) {
-        for (int v = 0; v < VARIANTS; v++) {
+        for (int h = 0; h < HOSTS; h++) {
+            enum variant v = h == HOST_INLINE ? INLINE : h == HOST_KAWRAP ? KAWRAP : NONE;
+            char **env = h == HOST_KAWRAP ? env_with : h == HOST_EMPTY_SO ? env_empty_so : env_without;
             char n[32];
             snprintf(n, sizeof n, "%ld", iterations);
             char *argv[] = {(char *)client_path, "idle", (char *)variant_names[v], n, NULL};
-            struct child c = start(argv, v == KAWRAP ? env_with : env_without, 1, 1, 1);
+            struct child c = start(argv, env, 1, 1, 1);
             char line[64];
             if (!fgets(line, sizeof line, c.out) || strncmp(line, "ready", 5))
-                fail("client idle %s did not get ready", variant_names[v]);
-            rss[v][i] = status_field(c.pid, "VmRSS");
-            anon[v][i] = status_field(c.pid, "RssAnon");
-            if (v == KAWRAP && i == runs - 1) shim_mappings(c.pid, m);
+                fail("client idle %s did not get ready", host_names[h]);
+            rss[h][i] = status_field(c.pid, "VmRSS");
+            anon[h][i] = status_field(c.pid, "RssAnon");
+            if (h == HOST_KAWRAP && i == runs - 1) shim_mappings(c.pid, m);
             finish(&c, "client idle");
         }
         fputc('.', stderr);
     }
     fputc('\n', stderr);
-    for (int v = 0; v < VARIANTS; v++) {
+    for (int h = 0; h < HOSTS; h++) {
         double samples[64];
-        for (int i = 0; i < runs; i++) samples[i] = (double)rss[v][i];
-        m->vm_rss_kb[v] = (long)summarize(samples, runs).median;
-        for (int i = 0; i < runs; i++) samples[i] = (double)anon[v][i];
-        m->rss_anon_kb[v] = (long)summarize(samples, runs).median;
+        for (int i = 0; i < runs; i++) samples[i] = (double)rss[h][i];
+        m->vm_rss_kb[h] = (long)summarize(samples, runs).median;
+        for (int i = 0; i < runs; i++) samples[i] = (double)anon[h][i];
+        m->rss_anon_kb[h] = (long)summarize(samples, runs).median;
     }
 }
 
@@ -708,14 +715,15 @@ int main(int argc, char **argv) {
         if (size.stripped_measured)
             fprintf(out, "| libkawrap.so, strip --strip-all | %ld bytes (%.1f KiB) | ≤ 64 KiB: %s |\n",
                     size.stripped_bytes, size.stripped_bytes / 1024.0, verdict(holds));
-        fprintf(out,
-                "| VmRSS of an idle client, without / inline / with shim | %ld / %ld / %ld KiB (%+ld KiB) | |\n",
-                memory.vm_rss_kb[NONE], memory.vm_rss_kb[INLINE], memory.vm_rss_kb[KAWRAP],
-                memory.vm_rss_kb[KAWRAP] - memory.vm_rss_kb[NONE]);
-        fprintf(out, "| of which RssAnon (the process's own pages), without / inline / with shim "
-                     "| %ld / %ld / %ld KiB (%+ld KiB) | |\n",
-                memory.rss_anon_kb[NONE], memory.rss_anon_kb[INLINE], memory.rss_anon_kb[KAWRAP],
-                memory.rss_anon_kb[KAWRAP] - memory.rss_anon_kb[NONE]);
+        fprintf(out, "| RssAnon of an idle client (its own pages), no keepalive / empty .so preloaded / inline / "
+                     "kawrap | %ld / %ld / %ld / %ld KiB (kawrap %+ld KiB vs none, %+ld KiB vs empty .so) | |\n",
+                memory.rss_anon_kb[HOST_NONE], memory.rss_anon_kb[HOST_EMPTY_SO], memory.rss_anon_kb[HOST_INLINE],
+                memory.rss_anon_kb[HOST_KAWRAP], memory.rss_anon_kb[HOST_KAWRAP] - memory.rss_anon_kb[HOST_NONE],
+                memory.rss_anon_kb[HOST_KAWRAP] - memory.rss_anon_kb[HOST_EMPTY_SO]);
+        fprintf(out, "| VmRSS, same four (adds shared page cache, which varies run to run) "
+                     "| %ld / %ld / %ld / %ld KiB | |\n",
+                memory.vm_rss_kb[HOST_NONE], memory.vm_rss_kb[HOST_EMPTY_SO], memory.vm_rss_kb[HOST_INLINE],
+                memory.vm_rss_kb[HOST_KAWRAP]);
         fprintf(out, "| libkawrap.so's file mappings: resident / private dirty | %ld KiB / %ld KiB | |\n",
                 memory.shim_rss_kb, memory.shim_private_kb);
         fprintf(out, "| fd table (.bss): mapped / resident | %ld KiB / %ld KiB | |\n", memory.table_size_kb,
@@ -779,13 +787,13 @@ int main(int argc, char **argv) {
                 true_counts[WITHOUT], true_counts[EMPTY_SO], true_counts[SHIM]);
     fprintf(j, "  \"size\": {\"file_bytes\": %ld, \"stripped_bytes\": %s%ld, \"target_bytes\": %ld},\n",
             size.file_bytes, "", size.stripped_measured ? size.stripped_bytes : -1, target_size);
-    fprintf(j, "  \"memory_kb\": {\"vm_rss_none\": %ld, \"vm_rss_inline\": %ld, \"vm_rss_kawrap\": %ld, "
-               "\"rss_anon_none\": %ld, \"rss_anon_inline\": %ld, \"rss_anon_kawrap\": %ld, "
-               "\"shim_file_rss\": %ld, \"shim_file_private_dirty\": %ld, \"fd_table_size\": %ld, "
+    fprintf(j, "  \"memory_kb\": {");
+    for (int h = 0; h < HOSTS; h++)
+        fprintf(j, "\"%s\": {\"rss_anon\": %ld, \"vm_rss\": %ld}, ", host_names[h], memory.rss_anon_kb[h],
+                memory.vm_rss_kb[h]);
+    fprintf(j, "\"shim_file_rss\": %ld, \"shim_file_private_dirty\": %ld, \"fd_table_size\": %ld, "
                "\"fd_table_rss\": %ld},\n",
-            memory.vm_rss_kb[NONE], memory.vm_rss_kb[INLINE], memory.vm_rss_kb[KAWRAP], memory.rss_anon_kb[NONE],
-            memory.rss_anon_kb[INLINE], memory.rss_anon_kb[KAWRAP], memory.shim_rss_kb, memory.shim_private_kb,
-            memory.table_size_kb, memory.table_rss_kb);
+            memory.shim_rss_kb, memory.shim_private_kb, memory.table_size_kb, memory.table_rss_kb);
     fprintf(j, "  \"all_targets_hold\": %s\n}\n", all_hold ? "true" : "false");
     fclose(j);
     return strict && !all_hold ? 1 : 0;
