@@ -34,7 +34,7 @@ unit-test:
 # A short bounded fuzz run of the grammar (cargo-fuzz needs nightly
 # features; see fuzz/README.md). Skipped with a reason when unavailable.
 fuzz-smoke:
-	scripts/fuzz-smoke.sh
+	fuzz/smoke.sh
 
 bench: build
 	scripts/bench.sh
