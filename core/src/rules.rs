@@ -46,6 +46,17 @@ impl Rule {
         &self.profile
     }
 
+    /// The network this rule covers, as (masked address, prefix length);
+    /// `None`: any address. The eBPF mode copies it into a kernel map.
+    pub fn network(&self) -> Option<(IpAddr, u8)> {
+        self.network
+    }
+
+    /// The port this rule covers; `None`: any port.
+    pub fn port(&self) -> Option<u16> {
+        self.port
+    }
+
     /// Parses one `DEST=PROFILE` entry.
     pub fn parse(input: &str) -> Result<Rule, RuleError<'_>> {
         let error = |kind| RuleError { input, kind };

@@ -1,0 +1,327 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/*
+ * kawrap's eBPF mode: keepalive settings for every TCP socket of a cgroup v2,
+ * without LD_PRELOAD, so static binaries, Go programs, raw syscall(SYS_socket)
+ * and setuid programs are covered too.
+ *
+ * Two programs share one configuration map written by the loader:
+ * - kawrap_sockops (sock_ops) applies the profile with bpf_setsockopt() when
+ *   a connection starts (TCP_CONNECT_CB: the destination is known, so
+ *   per-destination rules can match) and when a server accepts one
+ *   (PASSIVE_ESTABLISHED_CB: the default profile, like a listener under the
+ *   shim).
+ * - kawrap_setsockopt (cgroup/setsockopt) sees the program's own setsockopt()
+ *   calls, so the policy means what it means under the shim: `respect`
+ *   remembers which keepalive options the program chose itself and leaves
+ *   them alone at connect; `force` rewrites the program's value to the
+ *   profile's before the kernel sees it.
+ *
+ * The layout of struct kawrap_config is mirrored in src/maps.rs; change both
+ * together and bump KAWRAP_CONFIG_VERSION.
+ *
+ * GPL: bpf_sk_storage_get() and friends are GPL-only helpers.
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+/* From <sys/socket.h>, <netinet/in.h>, <netinet/tcp.h>, which do not build
+ * for the bpf target. */
+#define AF_INET 2
+#define AF_INET6 10
+#define SOCK_STREAM 1
+#define IPPROTO_TCP 6
+#define SOL_SOCKET 1
+#define SO_KEEPALIVE 9
+#define SOL_TCP 6
+#define TCP_KEEPIDLE 4
+#define TCP_KEEPINTVL 5
+#define TCP_KEEPCNT 6
+#define TCP_USER_TIMEOUT 18
+
+#define KAWRAP_CONFIG_VERSION 1
+#define KAWRAP_MAX_RULES 32 /* kawrap_core::MAX_RULES */
+
+#define KAWRAP_HAS_USER_TIMEOUT 1u
+
+#define KAWRAP_POLICY_RESPECT 0
+#define KAWRAP_POLICY_FORCE 1
+
+/* One bit per option the program may set itself. */
+#define OWN_KEEPALIVE (1u << 0)
+#define OWN_IDLE (1u << 1)
+#define OWN_INTERVAL (1u << 2)
+#define OWN_COUNT (1u << 3)
+#define OWN_USER_TIMEOUT (1u << 4)
+
+/* Counters in the stats map, for `kawrap bpf status` and the tests. */
+#define STAT_CONNECT 0  /* outgoing connections given a profile */
+#define STAT_PASSIVE 1  /* accepted connections given a profile */
+#define STAT_FAILED 2   /* bpf_setsockopt() calls the kernel refused */
+#define STAT_FORCED 3   /* program setsockopt() values replaced (force) */
+#define STAT_RESPECTED 4 /* program setsockopt() calls remembered (respect) */
+#define STAT_COUNT 5
+
+struct kawrap_values {
+	__u32 idle_secs;
+	__u32 interval_secs;
+	__u32 count;
+	__u32 user_timeout_ms;
+	__u32 flags; /* KAWRAP_HAS_USER_TIMEOUT */
+};
+
+struct kawrap_rule {
+	__u32 family; /* 0: any address; 4: IPv4 network; 6: IPv6 network */
+	__u32 port;   /* host byte order; 0: any port */
+	__u32 addr[4]; /* network byte order, already masked; IPv4 in addr[0] */
+	__u32 mask[4]; /* network byte order */
+	struct kawrap_values values;
+};
+
+struct kawrap_config {
+	__u32 version; /* KAWRAP_CONFIG_VERSION; anything else: do nothing */
+	__u32 rule_count;
+	__u32 policy;
+	__u32 reserved;
+	struct kawrap_values profile;
+	struct kawrap_rule rules[KAWRAP_MAX_RULES];
+};
+
+/* The same sizes are asserted on the Rust side (maps.rs). */
+_Static_assert(sizeof(struct kawrap_values) == 20, "struct kawrap_values layout");
+_Static_assert(sizeof(struct kawrap_rule) == 60, "struct kawrap_rule layout");
+_Static_assert(sizeof(struct kawrap_config) == 1956, "struct kawrap_config layout");
+
+/* What kawrap knows about one socket. */
+struct kawrap_sk {
+	__u32 own;        /* OWN_* bits the program set itself */
+	__u32 has_chosen; /* `chosen` is valid (set at connect / accept) */
+	struct kawrap_values chosen;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kawrap_config);
+} kawrap_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, STAT_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} kawrap_stats SEC(".maps");
+
+/* BPF_F_CLONE: an accepted socket inherits what the program set on its
+ * listener, as it inherits the options themselves. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
+	__type(key, int);
+	__type(value, struct kawrap_sk);
+} kawrap_sockets SEC(".maps");
+
+static __always_inline void count(__u32 stat)
+{
+	__u64 *counter = bpf_map_lookup_elem(&kawrap_stats, &stat);
+
+	if (counter)
+		__sync_fetch_and_add(counter, 1);
+}
+
+static __always_inline struct kawrap_config *config(void)
+{
+	__u32 zero = 0;
+	struct kawrap_config *cfg = bpf_map_lookup_elem(&kawrap_config, &zero);
+
+	if (!cfg || cfg->version != KAWRAP_CONFIG_VERSION)
+		return 0;
+	return cfg;
+}
+
+static __always_inline int set_int(struct bpf_sock_ops *skops, int level, int name, __u32 value)
+{
+	int val = (int)value;
+
+	return bpf_setsockopt(skops, level, name, &val, sizeof(val));
+}
+
+static __always_inline void apply(struct bpf_sock_ops *skops, const struct kawrap_values *v, __u32 skip)
+{
+	int failed = 0;
+
+	if (!(skip & OWN_KEEPALIVE))
+		failed |= set_int(skops, SOL_SOCKET, SO_KEEPALIVE, 1);
+	if (!(skip & OWN_IDLE))
+		failed |= set_int(skops, SOL_TCP, TCP_KEEPIDLE, v->idle_secs);
+	if (!(skip & OWN_INTERVAL))
+		failed |= set_int(skops, SOL_TCP, TCP_KEEPINTVL, v->interval_secs);
+	if (!(skip & OWN_COUNT))
+		failed |= set_int(skops, SOL_TCP, TCP_KEEPCNT, v->count);
+	if ((v->flags & KAWRAP_HAS_USER_TIMEOUT) && !(skip & OWN_USER_TIMEOUT))
+		failed |= set_int(skops, SOL_TCP, TCP_USER_TIMEOUT, v->user_timeout_ms);
+	if (failed)
+		count(STAT_FAILED);
+}
+
+/* The first rule covering the destination, exactly as
+ * kawrap_core::Rules::first_match: a port (if the rule has one) must be equal,
+ * a network (if it has one) must contain the address; IPv4-mapped IPv6
+ * destinations (::ffff:a.b.c.d) are IPv4. */
+static __always_inline const struct kawrap_values *
+choose(const struct kawrap_config *cfg, struct bpf_sock_ops *skops)
+{
+	__u32 family = skops->family;
+	__u32 port = bpf_ntohl(skops->remote_port); /* network order, in the high half */
+	__u32 kind, a0, a1 = 0, a2 = 0, a3 = 0;
+	__u32 n = cfg->rule_count;
+
+	if (family == AF_INET) {
+		kind = 4;
+		a0 = skops->remote_ip4;
+	} else if (family == AF_INET6) {
+		a0 = skops->remote_ip6[0];
+		a1 = skops->remote_ip6[1];
+		a2 = skops->remote_ip6[2];
+		a3 = skops->remote_ip6[3];
+		if (a0 == 0 && a1 == 0 && a2 == bpf_htonl(0xffff)) {
+			kind = 4;
+			a0 = a3;
+		} else {
+			kind = 6;
+		}
+	} else {
+		return &cfg->profile;
+	}
+
+	for (__u32 i = 0; i < KAWRAP_MAX_RULES; i++) {
+		const struct kawrap_rule *r = &cfg->rules[i];
+
+		if (i >= n)
+			break;
+		if (r->port && r->port != port)
+			continue;
+		if (r->family == 0)
+			return &r->values;
+		if (r->family != kind)
+			continue;
+		if ((a0 & r->mask[0]) != r->addr[0])
+			continue;
+		if (kind == 6 && ((a1 & r->mask[1]) != r->addr[1] || (a2 & r->mask[2]) != r->addr[2] ||
+				  (a3 & r->mask[3]) != r->addr[3]))
+			continue;
+		return &r->values;
+	}
+	return &cfg->profile;
+}
+
+SEC("sockops")
+int kawrap_sockops(struct bpf_sock_ops *skops)
+{
+	__u32 op = skops->op;
+	const struct kawrap_values *chosen;
+	struct kawrap_config *cfg;
+	struct kawrap_sk *state = 0;
+	struct bpf_sock *sk;
+	__u32 skip = 0;
+
+	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
+		return 1;
+	cfg = config();
+	if (!cfg)
+		return 1;
+	chosen = op == BPF_SOCK_OPS_TCP_CONNECT_CB ? choose(cfg, skops) : &cfg->profile;
+
+	sk = skops->sk;
+	if (sk)
+		state = bpf_sk_storage_get(&kawrap_sockets, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (state) {
+		if (cfg->policy == KAWRAP_POLICY_RESPECT)
+			skip = state->own;
+		state->chosen = *chosen;
+		state->has_chosen = 1;
+	}
+	apply(skops, chosen, skip);
+	count(op == BPF_SOCK_OPS_TCP_CONNECT_CB ? STAT_CONNECT : STAT_PASSIVE);
+	return 1;
+}
+
+static __always_inline __u32 option_bit(int level, int name)
+{
+	if (level == SOL_SOCKET && name == SO_KEEPALIVE)
+		return OWN_KEEPALIVE;
+	if (level != SOL_TCP)
+		return 0;
+	switch (name) {
+	case TCP_KEEPIDLE:
+		return OWN_IDLE;
+	case TCP_KEEPINTVL:
+		return OWN_INTERVAL;
+	case TCP_KEEPCNT:
+		return OWN_COUNT;
+	case TCP_USER_TIMEOUT:
+		return OWN_USER_TIMEOUT;
+	}
+	return 0;
+}
+
+SEC("cgroup/setsockopt")
+int kawrap_setsockopt(struct bpf_sockopt *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	struct kawrap_config *cfg;
+	struct kawrap_sk *state;
+	const struct kawrap_values *v;
+	__u32 bit, value;
+	void *optval, *optval_end;
+
+	if (!sk || sk->type != SOCK_STREAM || sk->protocol != IPPROTO_TCP ||
+	    (sk->family != AF_INET && sk->family != AF_INET6))
+		return 1;
+	bit = option_bit(ctx->level, ctx->optname);
+	if (!bit)
+		return 1;
+	cfg = config();
+	if (!cfg)
+		return 1;
+	state = bpf_sk_storage_get(&kawrap_sockets, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+
+	if (cfg->policy != KAWRAP_POLICY_FORCE) {
+		if (state) {
+			state->own |= bit;
+			count(STAT_RESPECTED);
+		}
+		return 1;
+	}
+
+	v = state && state->has_chosen ? &state->chosen : &cfg->profile;
+	switch (bit) {
+	case OWN_KEEPALIVE:
+		value = 1;
+		break;
+	case OWN_IDLE:
+		value = v->idle_secs;
+		break;
+	case OWN_INTERVAL:
+		value = v->interval_secs;
+		break;
+	case OWN_COUNT:
+		value = v->count;
+		break;
+	default:
+		/* The profile has no user timeout: the program's own stands. */
+		if (!(v->flags & KAWRAP_HAS_USER_TIMEOUT))
+			return 1;
+		value = v->user_timeout_ms;
+	}
+	optval = ctx->optval;
+	optval_end = ctx->optval_end;
+	if (optval + sizeof(int) > optval_end)
+		return 1;
+	*(int *)optval = (int)value;
+	count(STAT_FORCED);
+	return 1;
+}
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";

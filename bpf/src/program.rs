@@ -1,0 +1,141 @@
+//! Loading kawrap's BPF object, filling its configuration map and attaching
+//! its two programs to a cgroup.
+//!
+//! The loader is aya rather than libbpf-rs: aya is pure Rust and reaches
+//! the kernel through the bpf(2) system call itself, so building it needs no
+//! C toolchain, no libbpf/libelf/zlib to link and no bindgen or vendored C
+//! build; only the BPF object itself needs clang (see build.rs).
+use std::fs::File;
+use std::path::Path;
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use aya::maps::{Array, Map, MapData};
+use aya::{Ebpf, EbpfLoader};
+use kawrap_core::Config;
+
+use crate::error::Error;
+use crate::maps::{COUNTER_SLOTS, Counters, RawConfig};
+use crate::sys;
+
+/// The object compiled by build.rs, aligned as aya's ELF parser requires.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/kawrap.bpf.o"));
+
+pub(crate) const SOCKOPS_PROGRAM: &str = "kawrap_sockops";
+pub(crate) const SETSOCKOPT_PROGRAM: &str = "kawrap_setsockopt";
+pub(crate) const CONFIG_MAP: &str = "kawrap_config";
+pub(crate) const STATS_MAP: &str = "kawrap_stats";
+
+/// kawrap's programs, loaded into the kernel with their maps.
+pub(crate) struct Loaded {
+    ebpf: Ebpf,
+}
+
+/// The two attachments to one cgroup, as link fds. Closing them detaches
+/// the programs, unless the links are pinned.
+pub(crate) struct Links {
+    pub(crate) sockops: OwnedFd,
+    pub(crate) setsockopt: OwnedFd,
+}
+
+impl Loaded {
+    /// Loads the object and writes `config` into its map.
+    pub(crate) fn load(config: &Config) -> Result<Loaded, Error> {
+        // Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK, whose
+        // default (64 KiB) is too small for the maps; raising it is harmless
+        // on newer kernels. Failure is left to the load to report.
+        let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+        // SAFETY: setrlimit reads the struct we pass and nothing else.
+        unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
+
+        let ebpf = EbpfLoader::new().load(OBJECT).map_err(|e| Error::from_bpf("kawrap.bpf.o (maps)", &e))?;
+        let mut loaded = Loaded { ebpf };
+        loaded.write_config(config)?;
+        for name in [SOCKOPS_PROGRAM, SETSOCKOPT_PROGRAM] {
+            let program = loaded.ebpf.program_mut(name).ok_or_else(|| missing(name))?;
+            let result = match program {
+                aya::programs::Program::SockOps(p) => p.load(),
+                aya::programs::Program::CgroupSockopt(p) => p.load(),
+                _ => return Err(missing(name)),
+            };
+            result.map_err(|e| Error::from_bpf(name, &e))?;
+        }
+        Ok(loaded)
+    }
+
+    fn write_config(&mut self, config: &Config) -> Result<(), Error> {
+        let map = self.ebpf.map_mut(CONFIG_MAP).ok_or_else(|| missing(CONFIG_MAP))?;
+        let mut array: Array<&mut MapData, RawConfig> =
+            Array::try_from(map).map_err(|e| Error::from_bpf(CONFIG_MAP, &e))?;
+        array.set(0, RawConfig::encode(config), 0).map_err(|e| Error::from_bpf(CONFIG_MAP, &e))
+    }
+
+    /// Attaches both programs to the cgroup directory `cgroup`, as BPF
+    /// links next to any programs others attached there.
+    pub(crate) fn attach(&mut self, cgroup: &Path) -> Result<Links, Error> {
+        let dir =
+            File::open(cgroup).map_err(|e| Error::NoSuchCgroup { path: cgroup.to_path_buf(), source: e })?;
+        let link = |name: &str, attach_type: u32| -> Result<OwnedFd, Error> {
+            let program = self.ebpf.program(name).ok_or_else(|| missing(name))?;
+            let fd = program.fd().map_err(|e| Error::from_bpf(name, &e))?;
+            sys::link_create(fd.as_fd(), &dir, attach_type)
+                .map_err(|e| Error::from_bpf(&format!("{name} (attach to {})", cgroup.display()), &e))
+        };
+        let sockops = link(SOCKOPS_PROGRAM, sys::BPF_CGROUP_SOCK_OPS)?;
+        let setsockopt = link(SETSOCKOPT_PROGRAM, sys::BPF_CGROUP_SETSOCKOPT)?;
+        Ok(Links { sockops, setsockopt })
+    }
+
+    /// Pins the configuration and counter maps under `dir`.
+    pub(crate) fn pin_maps(&self, dir: &Path) -> Result<(), Error> {
+        for name in [CONFIG_MAP, STATS_MAP] {
+            let map = self.ebpf.map(name).ok_or_else(|| missing(name))?;
+            map.pin(dir.join(name)).map_err(|e| Error::from_bpf(name, &e))?;
+        }
+        Ok(())
+    }
+
+    /// The counters so far.
+    pub(crate) fn counters(&self) -> Counters {
+        let Some(map) = self.ebpf.map(STATS_MAP) else { return Counters::default() };
+        match Array::<&MapData, u64>::try_from(map) {
+            Ok(array) => read_counters(&array),
+            Err(_) => Counters::default(),
+        }
+    }
+
+    /// Replaces the configuration; sockets connecting from now on get it.
+    pub(crate) fn update(&mut self, config: &Config) -> Result<(), Error> {
+        self.write_config(config)
+    }
+}
+
+fn missing(name: &str) -> Error {
+    Error::KernelRefused { program: name.to_string(), detail: "not found in kawrap.bpf.o".to_string() }
+}
+
+fn read_counters<T: std::borrow::Borrow<MapData>>(array: &Array<T, u64>) -> Counters {
+    let slots: Vec<u64> = (0..COUNTER_SLOTS).map(|i| array.get(&i, 0).unwrap_or(0)).collect();
+    Counters::from_slots(&slots)
+}
+
+/// Writes `config` into a configuration map found by pin path or id.
+pub(crate) fn write_config_map(map: MapData, config: &Config) -> Result<(), Error> {
+    let mut array: Array<MapData, RawConfig> =
+        Array::try_from(Map::Array(map)).map_err(|e| Error::from_bpf(CONFIG_MAP, &e))?;
+    array.set(0, RawConfig::encode(config), 0).map_err(|e| Error::from_bpf(CONFIG_MAP, &e))
+}
+
+/// Reads a configuration map back.
+pub(crate) fn read_config_map(map: MapData) -> Result<Config, String> {
+    let array: Array<MapData, RawConfig> = Array::try_from(Map::Array(map)).map_err(|e| e.to_string())?;
+    array.get(&0, 0).map_err(|e| e.to_string())?.decode()
+}
+
+/// Reads a counters map back.
+pub(crate) fn read_stats_map(map: MapData) -> Counters {
+    match Array::<MapData, u64>::try_from(Map::Array(map)) {
+        Ok(array) => read_counters(&array),
+        Err(_) => Counters::default(),
+    }
+}

@@ -1,0 +1,207 @@
+//! The eBPF mode against programs LD_PRELOAD cannot reach: a statically
+//! linked client and server making raw `syscall(SYS_socket…)` calls. Every
+//! assertion is the kernel's answer: getsockopt on a pidfd_getfd duplicate
+//! of the real socket, `ss -o`, or ETIMEDOUT on a blocked read.
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use kawrap_bpf::Scope;
+use kawrap_core::Config;
+use support::{Client, Options, Server, keepalive_timer, local_port, options_of};
+
+fn config(profile: &str, rules: &str, policy: &str) -> Config {
+    Config::from_values(Some(profile), Some(rules), Some(policy)).expect("valid test config")
+}
+
+/// Nothing of kawrap's stays attached to `cgroup`, and the directory is gone.
+fn assert_gone(cgroup: &Path) {
+    assert!(!cgroup.exists(), "{} still exists", cgroup.display());
+    let left: Vec<String> = kawrap_bpf::status()
+        .expect("status")
+        .iter()
+        .filter(|a| a.cgroup.as_deref() == Some(cgroup))
+        .map(ToString::to_string)
+        .collect();
+    assert!(left.is_empty(), "still attached: {left:?}");
+}
+
+#[test]
+fn static_raw_syscall_programs_get_the_profile_only_in_the_scope() {
+    if support::skip() {
+        return;
+    }
+    // Without kawrap: the kernel's defaults, keepalive off, no timer.
+    let server = &mut Server::start(None, "127.0.0.1");
+    let client = Client::connect(None, "127.0.0.1", server.port, &[]);
+    let accepted = server.accepted_fd();
+    let defaults = support::kernel_defaults();
+    assert_eq!(options_of(client.pid(), client.fd), defaults, "client outside the scope");
+    assert_eq!(options_of(server.pid(), accepted), defaults, "server outside the scope");
+    let port = local_port(client.pid(), client.fd);
+    assert_eq!(keepalive_timer(port, server.port), None, "no keepalive timer without kawrap");
+
+    // In the scope: both ends get the profile, user timeout included.
+    let scope = Scope::create(&config("7/3/4/4500", "", "respect")).expect("create scope");
+    let server = &mut Server::start(Some(&scope), "127.0.0.1");
+    let client = Client::connect(Some(&scope), "127.0.0.1", server.port, &[]);
+    let accepted = server.accepted_fd();
+    let expected = Options::on(7, 3, 4, 4500);
+    assert_eq!(options_of(client.pid(), client.fd), expected, "connecting socket");
+    assert_eq!(options_of(server.pid(), accepted), expected, "accepted socket");
+    let port = local_port(client.pid(), client.fd);
+    let timer = keepalive_timer(port, server.port).expect("ss shows a keepalive timer on the client");
+    assert!(timer <= Duration::from_secs(7), "timer {timer:?} counts down from idle 7 s");
+    let timer = keepalive_timer(server.port, port).expect("ss shows a keepalive timer on the server");
+    assert!(timer <= Duration::from_secs(7), "timer {timer:?} counts down from idle 7 s");
+    let counters = scope.counters();
+    assert_eq!((counters.connect, counters.passive, counters.failed), (1, 1, 0), "{counters:?}");
+
+    let path = scope.path().to_path_buf();
+    let cleanup = scope.close().expect("close scope");
+    // Both helpers are still running: closing moved them out, alive.
+    assert_eq!(cleanup.moved_out.len(), 2, "{cleanup:?}");
+    assert_gone(&path);
+}
+
+#[test]
+fn rules_match_first_wins_by_port_network_and_mapped_ipv4() {
+    if support::skip() {
+        return;
+    }
+    // Servers first, so the rules can name their ports; the rules are
+    // then loaded into the running scope, which is also the live update.
+    let scope = &mut Scope::create(&config("60/10/6", "", "respect")).expect("create scope");
+    const RULED: usize = 0;
+    const UNRULED: usize = 1;
+    const BY_NETWORK: usize = 2;
+    const V6: usize = 3;
+    let mut servers: Vec<Server> =
+        ["127.0.0.1", "127.0.0.1", "127.0.0.1", "::1"].map(|addr| Server::start(Some(scope), addr)).into();
+    let rules = format!(
+        ":{}=2/1/3,[::1]=5/5/5,127.0.0.0/8:{}=4/4/4,127.0.0.1=9/9/9",
+        servers[RULED].port, servers[BY_NETWORK].port
+    );
+    scope.update(&config("60/10/6", &rules, "respect")).expect("update scope");
+
+    let cases = [
+        (RULED, "127.0.0.1", Options::on(2, 1, 3, 0), "port rule, ahead of the network rules"),
+        (UNRULED, "127.0.0.1", Options::on(9, 9, 9, 0), "no port rule: the host rule"),
+        (BY_NETWORK, "::ffff:127.0.0.1", Options::on(4, 4, 4, 0), "IPv4-mapped IPv6 matches IPv4"),
+        (BY_NETWORK, "127.0.0.1", Options::on(4, 4, 4, 0), "network and port rule"),
+        (V6, "::1", Options::on(5, 5, 5, 0), "IPv6 rule"),
+    ];
+    for (index, addr, expected, why) in cases {
+        let server = &mut servers[index];
+        let client = Client::connect(Some(scope), addr, server.port, &[]);
+        let accepted = server.accepted_fd();
+        assert_eq!(options_of(client.pid(), client.fd), expected, "{addr}:{}: {why}", server.port);
+        // Accepted connections have no destination to match: the profile.
+        assert_eq!(options_of(server.pid(), accepted), Options::on(60, 10, 6, 0), "accepted from {addr}");
+    }
+
+    // A port rule covers only its port: an address no rule names, on
+    // another port, gets the profile.
+    scope.update(&config("60/10/6", &format!(":{}=2/1/3", servers[RULED].port), "respect")).expect("update");
+    let client = Client::connect(Some(scope), "127.0.0.1", servers[UNRULED].port, &[]);
+    assert_eq!(options_of(client.pid(), client.fd), Options::on(60, 10, 6, 0), "other port");
+    let client = Client::connect(Some(scope), "127.0.0.1", servers[RULED].port, &[]);
+    assert_eq!(options_of(client.pid(), client.fd), Options::on(2, 1, 3, 0), "ruled port");
+}
+
+#[test]
+fn respect_keeps_the_programs_own_options_and_force_replaces_them() {
+    if support::skip() {
+        return;
+    }
+    // The program sets TCP_KEEPIDLE before connect and TCP_KEEPINTVL and
+    // SO_KEEPALIVE=0 after it, as curl and others do.
+    let own = ["idle=100", "after:intvl=20", "after:keepalive=0"];
+
+    let scope = Scope::create(&config("7/3/4", "", "respect")).expect("create scope");
+    let server = Server::start(Some(&scope), "127.0.0.1");
+    let client = Client::connect(Some(&scope), "127.0.0.1", server.port, &own);
+    let got = options_of(client.pid(), client.fd);
+    assert_eq!(got, Options { keepalive: 0, idle: 100, interval: 20, count: 4, user_timeout: 0 }, "respect");
+    assert_eq!(scope.counters().respected, 3);
+    drop((client, server));
+    scope.close().expect("close");
+
+    let scope = Scope::create(&config("7/3/4", "", "force")).expect("create scope");
+    let server = Server::start(Some(&scope), "127.0.0.1");
+    let client = Client::connect(Some(&scope), "127.0.0.1", server.port, &own);
+    assert_eq!(options_of(client.pid(), client.fd), Options::on(7, 3, 4, 0), "force");
+    assert_eq!(scope.counters().forced, 3);
+}
+
+/// The measurement DESIGN.md records for the shim, repeated for a static
+/// program under the eBPF mode: a silent peer with 2/1/3 is noticed after
+/// 2 + 1 × 3 = 5 s. Client and server run in a network namespace of their
+/// own; once they are connected, nftables drops every packet of the
+/// server's, and the client's blocked read() must fail with ETIMEDOUT.
+#[test]
+fn dead_peer_is_detected_in_five_seconds_through_kawrap_run() {
+    if support::skip() {
+        return;
+    }
+    let tools = ["unshare", "nft", "ip"].iter().all(|tool| {
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    if kawrap_integration::skip_unless(tools, "needs unshare (util-linux), nft (nftables), ip (iproute2)") {
+        return;
+    }
+    let helpers = support::helpers().as_ref().expect("helpers");
+    let dir = tempdir();
+    let script = format!(
+        r#"set -e
+        ip link set lo up
+        {server} 127.0.0.1 0 > {dir}/server.out &
+        server=$!
+        for i in $(seq 100); do grep -q '^port' {dir}/server.out && break; sleep 0.02; done
+        port=$(sed -n 's/^port //p' {dir}/server.out)
+        {client} 127.0.0.1 "$port" > {dir}/client.out &
+        client=$!
+        for i in $(seq 100); do grep -q '^connected' {dir}/client.out && break; sleep 0.02; done
+        nft add table inet kawrap_test
+        nft add chain inet kawrap_test input '{{ type filter hook input priority 0; }}'
+        nft add rule inet kawrap_test input tcp sport "$port" drop
+        wait "$client"
+        kill "$server"; wait "$server" || true
+        "#,
+        server = helpers.server.display(),
+        client = helpers.client.display(),
+        dir = dir.display(),
+    );
+    let outcome = kawrap_bpf::run(
+        &config("2/1/3", "", "respect"),
+        Command::new("unshare").args(["-n", "sh", "-c", &script]),
+    )
+    .expect("kawrap run");
+    assert!(outcome.status.success(), "script failed: {:?}", outcome.status);
+    let report = std::fs::read_to_string(dir.join("client.out")).expect("client output");
+    let line = report.lines().find(|l| l.starts_with("read ")).expect("client reported its read");
+    let field = |name: &str| -> i64 {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(name)?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {line:?}"))
+    };
+    assert_eq!((field("rc="), field("errno=")), (-1, i64::from(libc::ETIMEDOUT)), "{line}");
+    let ms = field("ms=");
+    assert!((3500..=6500).contains(&ms), "dead peer detected after {ms} ms, expected 5000 ± 1500");
+    assert_eq!((outcome.cleanup.counters.connect, outcome.cleanup.counters.passive), (1, 1));
+    assert!(outcome.cleanup.moved_out.is_empty(), "{:?}", outcome.cleanup);
+    assert_gone(&outcome.cgroup);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kawrap-bpf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}

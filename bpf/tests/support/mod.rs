@@ -1,0 +1,268 @@
+//! Shared by the eBPF-mode tests: the static raw-syscall helper programs,
+//! and reading a socket's options from outside its process.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use kawrap_bpf::Scope;
+use kawrap_integration::{is_root, skip_unless};
+
+/// Skips (or, under CI, fails) unless the eBPF tests can run here: root,
+/// cgroup v2 support, and a C compiler that links statically.
+pub fn skip() -> bool {
+    if skip_unless(is_root(), "the eBPF mode needs root (bpf(2), cgroups)") {
+        return true;
+    }
+    let cgroup2 = std::fs::read_to_string("/proc/filesystems").is_ok_and(|t| t.contains("cgroup2"));
+    if skip_unless(cgroup2, "the kernel has no cgroup v2") {
+        return true;
+    }
+    skip_unless(helpers().is_ok(), helpers().as_ref().err().map_or("", String::as_str))
+}
+
+/// The helper binaries: a static client and server that reach the kernel
+/// only through `syscall(SYS_…)`, so no LD_PRELOAD could ever affect them.
+pub struct Helpers {
+    pub client: PathBuf,
+    pub server: PathBuf,
+}
+
+/// Compiles the helpers once per test binary with `cc -static`.
+pub fn helpers() -> &'static Result<Helpers, String> {
+    static HELPERS: OnceLock<Result<Helpers, String>> = OnceLock::new();
+    HELPERS.get_or_init(|| {
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("kawrap-bpf-helpers");
+        std::fs::create_dir_all(&out).map_err(|e| format!("create {}: {e}", out.display()))?;
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/helpers");
+        let build = |name: &str| -> Result<PathBuf, String> {
+            let binary = out.join(name);
+            let status = Command::new("cc")
+                .args(["-static", "-O2", "-Wall", "-o"])
+                .arg(&binary)
+                .arg(source.join(format!("{name}.c")))
+                .status()
+                .map_err(|e| format!("cannot run cc ({e}): install gcc and libc6-dev"))?;
+            if !status.success() {
+                return Err(format!("cc -static {name}.c failed: install libc6-dev (static libc.a)"));
+            }
+            Ok(binary)
+        };
+        Ok(Helpers { client: build("ka_client")?, server: build("ka_server")? })
+    })
+}
+
+fn helper_paths() -> &'static Helpers {
+    helpers().as_ref().expect("helpers built (checked by skip())")
+}
+
+/// Reads lines until one starts with `prefix`; returns the rest of it.
+fn expect_line(reader: &mut BufReader<ChildStdout>, prefix: &str, who: &str) -> String {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line).expect("read helper output");
+        assert!(n > 0, "{who} exited before printing {prefix:?}");
+        if let Some(rest) = line.trim_end().strip_prefix(prefix) {
+            return rest.to_string();
+        }
+    }
+}
+
+/// A running `ka_server`, killed on drop.
+pub struct Server {
+    child: Child,
+    out: BufReader<ChildStdout>,
+    pub port: u16,
+}
+
+impl Server {
+    /// Starts a server on `addr` (any free port), inside `scope` if given.
+    pub fn start(scope: Option<&Scope>, addr: &str) -> Server {
+        let mut command = Command::new(&helper_paths().server);
+        command.args([addr, "0"]).stdout(Stdio::piped());
+        let child = match scope {
+            Some(scope) => scope.spawn(&mut command).expect("spawn ka_server in scope"),
+            None => command.spawn().expect("spawn ka_server"),
+        };
+        Server::from_child(child)
+    }
+
+    /// Starts `command` (the server binary, set up by the caller) on `addr`.
+    pub fn start_command(mut command: Command, addr: &str) -> Server {
+        command.args([addr, "0"]).stdout(Stdio::piped());
+        Server::from_child(command.spawn().expect("spawn ka_server"))
+    }
+
+    fn from_child(mut child: Child) -> Server {
+        let mut out = BufReader::new(child.stdout.take().expect("piped"));
+        let port = expect_line(&mut out, "port ", "ka_server").parse().expect("port number");
+        Server { child, out, port }
+    }
+
+    /// The fd of the next accepted connection.
+    pub fn accepted_fd(&mut self) -> RawFd {
+        expect_line(&mut self.out, "accepted fd=", "ka_server").parse().expect("fd number")
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running `ka_client`, connected and blocked in read(); killed on drop.
+pub struct Client {
+    child: Child,
+    pub fd: RawFd,
+}
+
+impl Client {
+    /// Connects to `addr`:`port`, inside `scope` if given; `options` are
+    /// the program's own setsockopt calls (see ka_client.c).
+    pub fn connect(scope: Option<&Scope>, addr: &str, port: u16, options: &[&str]) -> Client {
+        let mut command = Command::new(&helper_paths().client);
+        command.arg(addr).arg(port.to_string()).args(options).stdout(Stdio::piped());
+        let child = match scope {
+            Some(scope) => scope.spawn(&mut command).expect("spawn ka_client in scope"),
+            None => command.spawn().expect("spawn ka_client"),
+        };
+        Client::from_child(child)
+    }
+
+    /// Runs `command` (the client binary, set up by the caller) against
+    /// `addr`:`port`.
+    pub fn connect_command(mut command: Command, addr: &str, port: u16, options: &[&str]) -> Client {
+        command.arg(addr).arg(port.to_string()).args(options).stdout(Stdio::piped());
+        Client::from_child(command.spawn().expect("spawn ka_client"))
+    }
+
+    fn from_child(mut child: Child) -> Client {
+        let mut out = BufReader::new(child.stdout.take().expect("piped"));
+        let fd = expect_line(&mut out, "connected fd=", "ka_client").parse().expect("fd number");
+        Client { child, fd }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A socket's keepalive options as the kernel reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    pub keepalive: i32,
+    pub idle: i32,
+    pub interval: i32,
+    pub count: i32,
+    pub user_timeout: i32,
+}
+
+impl Options {
+    /// `keepalive on` with these values.
+    pub fn on(idle: i32, interval: i32, count: i32, user_timeout: i32) -> Options {
+        Options { keepalive: 1, idle, interval, count, user_timeout }
+    }
+}
+
+fn getsockopt_int(fd: RawFd, level: i32, name: i32) -> i32 {
+    let mut value: libc::c_int = -1;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: value/len are valid out pointers of the stated size.
+    let rc = unsafe { libc::getsockopt(fd, level, name, (&mut value as *mut libc::c_int).cast(), &mut len) };
+    assert_eq!(rc, 0, "getsockopt({level}, {name}): {}", std::io::Error::last_os_error());
+    value
+}
+
+/// Reads the options of fd `fd` of process `pid` from outside it, through
+/// a duplicate obtained with pidfd_getfd(2): the same socket, the kernel's
+/// own answer.
+pub fn options_of(pid: i32, fd: RawFd) -> Options {
+    // SAFETY: plain system calls; the returned fds are owned right away.
+    let socket = unsafe {
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0);
+        assert!(pidfd >= 0, "pidfd_open({pid}): {}", std::io::Error::last_os_error());
+        let pidfd = OwnedFd::from_raw_fd(pidfd as RawFd);
+        let dup = libc::syscall(libc::SYS_pidfd_getfd, std::os::fd::AsRawFd::as_raw_fd(&pidfd), fd, 0);
+        assert!(dup >= 0, "pidfd_getfd({pid}, {fd}): {}", std::io::Error::last_os_error());
+        OwnedFd::from_raw_fd(dup as RawFd)
+    };
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
+    Options {
+        keepalive: getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE),
+        idle: getsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE),
+        interval: getsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL),
+        count: getsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_KEEPCNT),
+        user_timeout: getsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT),
+    }
+}
+
+/// The kernel's defaults in this network namespace, i.e. what a socket
+/// kawrap did not touch reports.
+pub fn kernel_defaults() -> Options {
+    let read = |name: &str| -> i32 {
+        std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(-1)
+    };
+    Options {
+        keepalive: 0,
+        idle: read("tcp_keepalive_time"),
+        interval: read("tcp_keepalive_intvl"),
+        count: read("tcp_keepalive_probes"),
+        user_timeout: 0,
+    }
+}
+
+/// `ss`'s keepalive timer on the connection from local port `from` … `to`.
+pub fn keepalive_timer(local_port: u16, peer_port: u16) -> Option<Duration> {
+    let filter = format!("( sport = :{local_port} and dport = :{peer_port} )");
+    let lines = kawrap_integration::ss::ss(&[&filter]);
+    lines.first().and_then(|line| line.keepalive())
+}
+
+/// The local port of fd `fd` in process `pid`.
+pub fn local_port(pid: i32, fd: RawFd) -> u16 {
+    // SAFETY: as in options_of.
+    let socket = unsafe {
+        let pidfd = OwnedFd::from_raw_fd(libc::syscall(libc::SYS_pidfd_open, pid, 0) as RawFd);
+        OwnedFd::from_raw_fd(libc::syscall(
+            libc::SYS_pidfd_getfd,
+            std::os::fd::AsRawFd::as_raw_fd(&pidfd),
+            fd,
+            0,
+        ) as RawFd)
+    };
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: addr/len are valid out pointers of the stated size.
+    let rc = unsafe {
+        libc::getsockname(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            (&mut addr as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
+    assert_eq!(rc, 0, "getsockname");
+    // sin_port and sin6_port sit at the same offset, in network order.
+    let sin = unsafe { &*(&addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+    u16::from_be(sin.sin_port)
+}
