@@ -74,7 +74,14 @@ pub struct LaunchArgs {
     ///
     /// Found in PATH unless it contains a `/`. Put `--` before it when it starts with `-`
     /// or is named like a kawrap subcommand (`kawrap -- profiles`).
-    #[arg(value_name = "COMMAND", required = true, trailing_var_arg = true, num_args = 1..)]
+    #[arg(
+        value_name = "COMMAND",
+        required = true,
+        trailing_var_arg = true,
+        num_args = 1..,
+        // Shell completions offer program names, then that program's arguments.
+        value_hint = clap::ValueHint::CommandWithArguments
+    )]
     pub command: Vec<OsString>,
 
     /// What the program's sockets get

@@ -7,6 +7,7 @@ mod cli;
 mod env_cmd;
 mod error;
 mod exit_codes;
+mod generate;
 mod launch;
 mod output;
 mod profiles;
@@ -19,7 +20,13 @@ use error::Error;
 use exit_codes::ExitCode;
 
 fn main() -> std::process::ExitCode {
-    let cli = match cli::parse_from(std::env::args_os()) {
+    // `make install`'s man pages and completions, outside clap so that they
+    // never list this entry point themselves.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|arg| arg == generate::NAME) {
+        return generate::run(&args[2..]).unwrap_or_else(|error| report(&error)).into();
+    }
+    let cli = match cli::parse_from(args) {
         Ok(cli) => cli,
         Err(error) => {
             // --help and --version are not failures; usage errors are
