@@ -11,6 +11,7 @@
 use std::ffi::{CString, OsStr};
 use std::fmt;
 use std::fs::{self, File};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -131,7 +132,7 @@ pub fn check(name: &OsStr, program: &Path) -> Option<Unreachable> {
         if !head.starts_with(ELF_MAGIC) {
             return None;
         }
-        if let Some(bypass) = privileges(&path, &metadata) {
+        if let Some(bypass) = privileges(&path, &file, &metadata) {
             return Some(unreachable(bypass));
         }
         return elf_bypass(&file).map(unreachable);
@@ -148,7 +149,11 @@ fn privilege_wrapper(path: &OsStr) -> Option<String> {
 /// Whether exec'ing `path` puts the loader in secure mode (AT_SECURE), in
 /// which it ignores LD_PRELOAD: it changes the user or group, or raises
 /// capabilities for a caller that is not root.
-fn privileges(path: &Path, metadata: &fs::Metadata) -> Option<Bypass> {
+fn privileges(path: &Path, file: &File, metadata: &fs::Metadata) -> Option<Bypass> {
+    // On a nosuid mount the kernel honours none of the three.
+    if on_nosuid_mount(file) {
+        return None;
+    }
     // SAFETY: getuid(2) and getgid(2) cannot fail and touch no memory.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let mode = metadata.mode();
@@ -166,6 +171,15 @@ fn privileges(path: &Path, metadata: &fs::Metadata) -> Option<Bypass> {
         return Some(Bypass::FileCapabilities);
     }
     None
+}
+
+fn on_nosuid_mount(file: &File) -> bool {
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: the descriptor is open for the duration of the call, and
+    // fstatvfs(2) writes only into the statvfs it is given.
+    let ok = unsafe { libc::fstatvfs(file.as_raw_fd(), stat.as_mut_ptr()) } == 0;
+    // SAFETY: zero-initialised, and filled in by a successful call.
+    ok && unsafe { stat.assume_init() }.f_flag & libc::ST_NOSUID != 0
 }
 
 fn has_file_capabilities(path: &Path) -> bool {

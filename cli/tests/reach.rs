@@ -238,6 +238,9 @@ fn setuid_and_setgid_programs_to_another_user() {
     if !skip_unless(is_root(), "giving a file to another user needs root") {
         return;
     }
+    if !skip_unless(!nosuid(&env.root()), "the target directory is on a nosuid mount") {
+        return;
+    }
     let Some(program) = compile(&env, "cc", "suid", 12, "", &[]) else { return };
     let setgid = env.root().join("bin/sgid");
     fs::copy(&program, &setgid).unwrap();
@@ -271,16 +274,27 @@ fn a_setuid_script_is_judged_by_its_interpreter() {
     assert_silent(&env, &script, 13);
 }
 
-/// kawrap run as `nobody` (real and effective), everything else as usual.
-fn run_as_nobody(env: &TestEnv, quiet: bool, program: &Path) -> Outcome {
+/// Whether the file system holding `path` ignores setuid, setgid and file
+/// capabilities (mounted nosuid).
+fn nosuid(path: &Path) -> bool {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: a valid C string and a statvfs to fill in.
+    assert_eq!(unsafe { libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) }, 0, "statvfs {}", path.display());
+    // SAFETY: filled in by the successful call.
+    unsafe { stat.assume_init() }.f_flag & libc::ST_NOSUID != 0
+}
+
+/// kawrap (copied into `dir`) run as `nobody`, real and effective.
+fn run_as_nobody(env: &TestEnv, dir: &Path, quiet: bool, program: &Path) -> Outcome {
     let mut args: Vec<OsString> =
         ["--reuid=65534", "--regid=65534", "--clear-groups", "--"].map(OsString::from).to_vec();
-    args.extend([kawrap_bin().into_os_string(), "--lib".into(), lib().into_os_string()]);
+    args.extend([dir.join("kawrap").into(), "--lib".into(), dir.join("lib.so").into()]);
     if quiet {
         args.push("-q".into());
     }
     args.push(program.into());
-    env.run_binary(Path::new("setpriv")).args(args).run()
+    env.run_binary(Path::new("setpriv")).current_dir(dir).args(args).run()
 }
 
 #[test]
@@ -292,9 +306,19 @@ fn file_capabilities_for_a_caller_that_is_not_root() {
     ) {
         return;
     }
-    let Some(program) = compile(&env, "cc", "caps", 14, "", &[]) else { return };
-    // nobody must reach the program through the temporary directory.
-    fs::set_permissions(env.root(), fs::Permissions::from_mode(0o755)).unwrap();
+    let Some(built) = compile(&env, "cc", "caps", 14, "", &[]) else { return };
+    // Everything nobody runs sits in a directory nobody can reach (the
+    // target directory may be under a private home).
+    let dir = tempfile::Builder::new().prefix("kawrap-reach-").tempdir().unwrap();
+    let dir = dir.path();
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755)).unwrap();
+    if !skip_unless(!nosuid(dir), "the temporary directory is on a nosuid mount") {
+        return;
+    }
+    fs::copy(kawrap_bin(), dir.join("kawrap")).unwrap();
+    fs::copy(lib(), dir.join("lib.so")).unwrap();
+    let program = dir.join("caps");
+    fs::copy(&built, &program).unwrap();
     let status = Command::new("setcap").arg("cap_net_raw+ep").arg(&program).status().unwrap();
     if !skip_unless(status.success(), "this file system does not keep security.capability") {
         return;
@@ -304,27 +328,57 @@ fn file_capabilities_for_a_caller_that_is_not_root() {
     // loader to secure mode, and kawrap says nothing.
     assert_silent(&env, &program, 14);
 
-    let out = run_as_nobody(&env, false, &program).code(14);
+    let out = run_as_nobody(&env, dir, false, &program).code(14);
     let stderr = out.stderr();
-    assert!(
-        stderr.starts_with(&format!(
+    assert_eq!(
+        stderr,
+        format!(
             "kawrap: warning: {} has file capabilities (security.capability): the loader ignores LD_PRELOAD \
              for it, {KEEPS}\n{SECURE_ADVICE}\n",
             program.display()
-        )),
-        "{stderr}"
+        )
     );
-    assert_eq!(stderr.matches("kawrap: warning").count(), 1, "{stderr}");
-    let quiet = run_as_nobody(&env, true, &program).code(14);
-    assert!(!quiet.stderr().contains("kawrap: warning"), "{}", quiet.stderr());
+    assert_eq!(run_as_nobody(&env, dir, true, &program).code(14).stderr(), "");
 
     // The same rule for setuid: a root-owned setuid file changes nobody's
     // user, root's not.
-    let suid = env.root().join("bin/suid-root");
-    fs::copy(&program, &suid).unwrap();
+    let suid = dir.join("suid-root");
+    fs::copy(&built, &suid).unwrap();
     fs::set_permissions(&suid, fs::Permissions::from_mode(0o4755)).unwrap();
     assert_silent(&env, &suid, 14);
-    run_as_nobody(&env, false, &suid).code(14).stderr_contains("is setuid: the loader ignores LD_PRELOAD");
+    run_as_nobody(&env, dir, false, &suid)
+        .code(14)
+        .stderr_contains("is setuid: the loader ignores LD_PRELOAD");
+}
+
+#[test]
+fn a_nosuid_mount_makes_setuid_harmless() {
+    let env = TestEnv::new();
+    if !skip_unless(is_root() && have("unshare"), "mounting a file system needs root and unshare") {
+        return;
+    }
+    let Some(program) = compile(&env, "cc", "nosuid", 18, "", &[]) else { return };
+    let mount_point = env.root().join("mnt");
+    fs::create_dir_all(&mount_point).unwrap();
+    let lib = lib();
+    // In a private mount namespace: a tmpfs with or without nosuid, a
+    // setuid copy of the program on it, and kawrap running it.
+    let script = r#"mount -t tmpfs -o "$1" kawrap-reach "$2" && cp "$3" "$2/p" && chown 65534 "$2/p" \
+                    && chmod 4755 "$2/p" && exec "$4" --lib "$5" "$2/p""#;
+    for (options, warns) in [("nosuid", false), ("suid", true)] {
+        let out = env
+            .run_binary(Path::new("unshare"))
+            .args(["--mount", "--propagation", "private", "sh", "-c", script, "sh", options].map(OsStr::new))
+            .args([mount_point.as_os_str(), program.as_os_str(), kawrap_bin().as_os_str(), lib.as_os_str()])
+            .run()
+            .code(18);
+        assert_eq!(
+            out.stderr().contains("is setuid: the loader ignores LD_PRELOAD"),
+            warns,
+            "{options}: {}",
+            out.stderr()
+        );
+    }
 }
 
 #[test]
