@@ -5,7 +5,7 @@
 //! the kernel through the bpf(2) system call itself, so building it needs no
 //! C toolchain, no libbpf/libelf/zlib to link and no bindgen or vendored C
 //! build; only the BPF object itself needs clang (see build.rs).
-use std::fs::File;
+use std::fs::{self, File};
 use std::path::Path;
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -15,6 +15,7 @@ use aya::{Ebpf, EbpfLoader};
 use kawrap_core::Config;
 
 use crate::error::Error;
+use crate::fs as kfs;
 use crate::maps::{COUNTER_SLOTS, Counters, RawConfig};
 use crate::sys;
 
@@ -25,6 +26,10 @@ pub(crate) const SOCKOPS_PROGRAM: &str = "kawrap_sockops";
 pub(crate) const SETSOCKOPT_PROGRAM: &str = "kawrap_setsockopt";
 pub(crate) const CONFIG_MAP: &str = "kawrap_config";
 pub(crate) const STATS_MAP: &str = "kawrap_stats";
+const SOCKETS_MAP: &str = "kawrap_sockets";
+/// The pin of the socket storage map all kawrap attachments share (see the
+/// C source); versioned with `struct kawrap_sk`'s layout.
+const SOCKETS_PIN: &str = "sockets-v1";
 
 /// kawrap's programs, loaded into the kernel with their maps.
 pub(crate) struct Loaded {
@@ -48,7 +53,15 @@ impl Loaded {
         // SAFETY: setrlimit reads the struct we pass and nothing else.
         unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
 
-        let ebpf = EbpfLoader::new().load(OBJECT).map_err(|e| Error::from_bpf("kawrap.bpf.o (maps)", &e))?;
+        let shared = kfs::bpffs_root()?.join("kawrap");
+        fs::create_dir_all(&shared).map_err(|e| Error::io(format!("create {}", shared.display()), e))?;
+        let sockets = shared.join(SOCKETS_PIN);
+        let load = || EbpfLoader::new().map_pin_path(SOCKETS_MAP, sockets.as_path()).load(OBJECT);
+        // Two kawraps creating the shared map at once: one pin wins, the
+        // other load fails and, retried, reuses it.
+        let ebpf = load()
+            .or_else(|e| if sockets.exists() { load() } else { Err(e) })
+            .map_err(|e| Error::from_bpf("kawrap.bpf.o (maps)", &e))?;
         let mut loaded = Loaded { ebpf };
         loaded.write_config(config)?;
         for name in [SOCKOPS_PROGRAM, SETSOCKOPT_PROGRAM] {

@@ -22,7 +22,8 @@ use crate::sys;
 /// Distinguishes several scopes of one process (tests create many).
 static NEXT_SCOPE: AtomicU32 = AtomicU32::new(0);
 
-/// A cgroup v2 child of kawrap's own cgroup, with the programs attached.
+/// A cgroup v2 child of kawrap's own cgroup (or of a cgroup given to
+/// [`Scope::create_under`]), with the programs attached.
 ///
 /// Processes join it through [`Scope::spawn`]; kawrap itself stays
 /// outside, so its own sockets are untouched and the directory can be
@@ -51,6 +52,15 @@ impl Scope {
     pub fn create(config: &Config) -> Result<Scope, Error> {
         let root = kfs::cgroup2_root()?;
         let parent = kfs::own_cgroup(&root)?;
+        Scope::create_under(&parent, config)
+    }
+
+    /// Creates the scope as a child of the cgroup v2 directory `parent`
+    /// (a service's cgroup, say) instead of kawrap's own. Processes left
+    /// when it closes move to `parent`.
+    pub fn create_under(parent: &Path, config: &Config) -> Result<Scope, Error> {
+        kfs::check_cgroup2_dir(parent)?;
+        let parent = parent.to_path_buf();
         let name = format!("kawrap-{}-{}", std::process::id(), NEXT_SCOPE.fetch_add(1, Ordering::Relaxed));
         let dir = parent.join(name);
         fs::create_dir(&dir).map_err(|e| Error::io(format!("create cgroup {}", dir.display()), e))?;

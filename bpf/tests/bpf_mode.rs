@@ -118,22 +118,33 @@ fn respect_keeps_the_programs_own_options_and_force_replaces_them() {
     }
     // The program sets TCP_KEEPIDLE before connect and TCP_KEEPINTVL and
     // SO_KEEPALIVE=0 after it, as curl and others do.
+    // The server sets TCP_KEEPCNT on its listener, which accepted
+    // connections inherit.
     let own = ["idle=100", "after:intvl=20", "after:keepalive=0"];
+    let listener_own = ["cnt=8"];
 
     let scope = Scope::create(&config("7/3/4", "", "respect")).expect("create scope");
-    let server = Server::start(Some(&scope), "127.0.0.1");
+    let server = &mut Server::start_with(Some(&scope), "127.0.0.1", &listener_own);
     let client = Client::connect(Some(&scope), "127.0.0.1", server.port, &own);
+    let accepted = server.accepted_fd();
     let got = options_of(client.pid(), client.fd);
     assert_eq!(got, Options { keepalive: 0, idle: 100, interval: 20, count: 4, user_timeout: 0 }, "respect");
-    assert_eq!(scope.counters().respected, 3);
-    drop((client, server));
+    assert_eq!(
+        options_of(server.pid(), accepted),
+        Options::on(7, 3, 8, 0),
+        "respect, inherited from listener"
+    );
+    assert_eq!(scope.counters().respected, 4);
+    drop(client);
     scope.close().expect("close");
 
     let scope = Scope::create(&config("7/3/4", "", "force")).expect("create scope");
-    let server = Server::start(Some(&scope), "127.0.0.1");
+    let server = &mut Server::start_with(Some(&scope), "127.0.0.1", &listener_own);
     let client = Client::connect(Some(&scope), "127.0.0.1", server.port, &own);
+    let accepted = server.accepted_fd();
     assert_eq!(options_of(client.pid(), client.fd), Options::on(7, 3, 4, 0), "force");
-    assert_eq!(scope.counters().forced, 3);
+    assert_eq!(options_of(server.pid(), accepted), Options::on(7, 3, 4, 0), "force, accepted");
+    assert_eq!(scope.counters().forced, 4);
 }
 
 /// The measurement DESIGN.md records for the shim, repeated for a static

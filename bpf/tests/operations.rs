@@ -20,13 +20,18 @@ fn config(profile: &str) -> Config {
     Config::from_values(Some(profile), None, None).expect("valid test config")
 }
 
-/// Transient scopes of this test process still present in the cgroup tree.
+/// Transient scopes `run` made for this test process (children of its own
+/// cgroup) still present in the cgroup tree.
 fn own_scopes() -> Vec<PathBuf> {
     let prefix = format!("kawrap-{}-", std::process::id());
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").expect("/proc/self/cgroup");
+    let relative = cgroup.lines().find_map(|l| l.strip_prefix("0::")).unwrap_or("/").trim_start_matches('/');
+    let own = cgroup2_root().join(relative);
     kawrap_bpf::status()
         .expect("status")
         .into_iter()
         .filter_map(|a| a.cgroup)
+        .filter(|path| path.parent() == Some(own.as_path()))
         .filter(|path| path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix)))
         .collect()
 }
@@ -73,18 +78,23 @@ fn run_forwards_sigterm_to_the_command() {
         return;
     }
     let _one = RUN.lock().unwrap_or_else(|e| e.into_inner());
-    let runner = std::thread::spawn(|| {
-        let script = "trap 'exit 42' TERM; while :; do sleep 0.05; done";
-        kawrap_bpf::run(&config("2/1/3"), Command::new("sh").args(["-c", script]))
+    let ready =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kawrap-bpf-ready-{}", std::process::id()));
+    let _ = std::fs::remove_file(&ready);
+    let script = format!("trap 'exit 42' TERM; touch '{}'; while :; do sleep 0.05; done", ready.display());
+    let runner = std::thread::spawn(move || {
+        kawrap_bpf::run(&config("2/1/3"), Command::new("sh").args(["-c", &script]))
     });
-    // Once the command is in its scope, SIGTERM this process, as a service
-    // manager stopping kawrap would.
+    // Once the command is running in its scope with its trap set, SIGTERM
+    // this process, as a service manager stopping kawrap would.
     let started = poll(Duration::from_secs(5), || {
-        own_scopes()
+        let in_scope = own_scopes()
             .into_iter()
-            .find(|dir| std::fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty()))
+            .any(|dir| std::fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty()));
+        (in_scope && ready.exists()).then_some(())
     });
-    assert!(started.is_some(), "the command never appeared in a scope");
+    assert!(started.is_some(), "the command never started in a scope");
+    let _ = std::fs::remove_file(&ready);
     // SAFETY: kill has no memory preconditions; run() has a handler installed.
     unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
     let outcome = runner.join().expect("runner thread").expect("run");
@@ -189,4 +199,42 @@ fn attach_refuses_what_is_not_a_cgroup_v2_directory() {
     assert!(error.to_string().contains("not a cgroup v2 directory"), "{error}");
     let error = kawrap_bpf::attach(Path::new("/nonexistent/cgroup"), &config("2/1/3")).unwrap_err();
     assert!(error.to_string().contains("/nonexistent/cgroup"), "{error}");
+}
+
+#[test]
+fn the_innermost_kawrap_wins_in_nested_cgroups() {
+    if support::skip() {
+        return;
+    }
+    // A service's cgroup with kawrap attached, and `kawrap --bpf` run by
+    // something inside that service: the command gets its own profile,
+    // the rest of the service the attached one.
+    kawrap_bpf::status().expect("status");
+    let outer = cgroup2_root().join(format!("kawrap-test-nested-{}", std::process::id()));
+    std::fs::create_dir(&outer).expect("create cgroup");
+    struct Remove(PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = kawrap_bpf::detach(&self.0);
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _remove = Remove(outer.clone());
+    kawrap_bpf::attach(&outer, &config("9/9/9")).expect("attach");
+    let scope = kawrap_bpf::Scope::create_under(&outer, &config("7/3/4")).expect("nested scope");
+    assert!(scope.path().starts_with(&outer));
+
+    let helpers = support::helpers().as_ref().expect("helpers");
+    let mut server = Server::start(Some(&scope), "127.0.0.1");
+    let inner = Client::connect(Some(&scope), "127.0.0.1", server.port, &[]);
+    let inner_accepted = server.accepted_fd();
+    let mut command = Command::new(&helpers.client);
+    in_cgroup(&outer, &mut command);
+    let outside = Client::connect_command(command, "127.0.0.1", server.port, &[]);
+    server.accepted_fd();
+    assert_eq!(options_of(inner.pid(), inner.fd), Options::on(7, 3, 4, 0), "in the nested scope");
+    assert_eq!(options_of(server.pid(), inner_accepted), Options::on(7, 3, 4, 0), "accepted in the scope");
+    assert_eq!(options_of(outside.pid(), outside.fd), Options::on(9, 9, 9, 0), "in the outer cgroup only");
+    drop((inner, outside, server));
+    scope.close().expect("close");
 }

@@ -114,7 +114,14 @@ struct {
 } kawrap_stats SEC(".maps");
 
 /* BPF_F_CLONE: an accepted socket inherits what the program set on its
- * listener, as it inherits the options themselves. */
+ * listener, as it inherits the options themselves.
+ *
+ * Every kawrap attachment shares this map: the loader pins it as
+ * <bpffs>/kawrap/sockets-v1 and reuses the pin. Nested cgroups run the
+ * innermost cgroup's programs first, so the first kawrap program to see a
+ * connection marks it (has_chosen) and the outer ones leave it alone: the
+ * most specific scope wins. Changing struct kawrap_sk means a new pin name
+ * (SOCKETS_PIN in program.rs). */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
@@ -236,6 +243,9 @@ int kawrap_sockops(struct bpf_sock_ops *skops)
 	sk = skops->sk;
 	if (sk)
 		state = bpf_sk_storage_get(&kawrap_sockets, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	/* A kawrap scope nested inside this cgroup configured it already. */
+	if (state && state->has_chosen)
+		return 1;
 	if (state) {
 		if (cfg->policy == KAWRAP_POLICY_RESPECT)
 			skip = state->own;

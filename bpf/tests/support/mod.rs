@@ -83,8 +83,14 @@ pub struct Server {
 impl Server {
     /// Starts a server on `addr` (any free port), inside `scope` if given.
     pub fn start(scope: Option<&Scope>, addr: &str) -> Server {
+        Server::start_with(scope, addr, &[])
+    }
+
+    /// Like [`Server::start`]; `options` are the program's own setsockopt
+    /// calls on its listening socket (see ka_server.c).
+    pub fn start_with(scope: Option<&Scope>, addr: &str, options: &[&str]) -> Server {
         let mut command = Command::new(&helper_paths().server);
-        command.args([addr, "0"]).stdout(Stdio::piped());
+        command.args([addr, "0"]).args(options).stdout(Stdio::piped());
         let child = match scope {
             Some(scope) => scope.spawn(&mut command).expect("spawn ka_server in scope"),
             None => command.spawn().expect("spawn ka_server"),
