@@ -231,10 +231,12 @@ A program or a subcommand?
   `kawrap profiles` lists the profiles. To run a program called `profiles`, write
   `kawrap -- profiles`; a subcommand is recognised only as the first word after kawrap.
 
-What kawrap cannot reach:
+What kawrap cannot reach (it warns once before running such a program; -q silences it):
   Go programs and statically linked programs (they do not use the C library's socket
-  functions), setuid/setgid or file-capability programs and anything run through sudo (the
-  loader or sudo drops LD_PRELOAD).
+  functions), musl programs (libkawrap.so is built for glibc), setuid/setgid or
+  file-capability programs and anything run through sudo or doas (the loader or sudo drops
+  LD_PRELOAD; write `sudo kawrap … CMD`). For the others: `kawrap attach PID` once the
+  program runs, or the system-wide sysctl net.ipv4.tcp_keepalive_*.
 
 Exit status:
   the program's own status when it ran; 125 when kawrap itself failed (invalid option,
