@@ -16,11 +16,7 @@ pub mod ss;
 /// (`<target>/debug/deps/NAME`), so `CARGO_TARGET_DIR` is honoured.
 pub fn release_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    let target = exe
-        .ancestors()
-        .nth(3)
-        .expect("test binary lives in <target>/<profile>/deps")
-        .to_path_buf();
+    let target = exe.ancestors().nth(3).expect("test binary lives in <target>/<profile>/deps").to_path_buf();
     target.join("release")
 }
 
