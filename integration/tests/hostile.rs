@@ -107,10 +107,19 @@ impl Lab {
     fn kaprobe(&self) -> PathBuf {
         let copy = self.path("kaprobe");
         if !copy.exists() {
-            std::fs::copy(env!("CARGO_BIN_EXE_kaprobe"), &copy).expect("copy kaprobe");
-            set_mode(&copy, 0o755);
+            self.executable_copy(Path::new(env!("CARGO_BIN_EXE_kaprobe")), &copy);
         }
         copy
+    }
+
+    /// Copies `from` to `to`, mode 0755, with cp(1) rather than in this
+    /// process: a file this (multi-threaded) test process had open for
+    /// writing stays open in any child another test thread forks meanwhile,
+    /// until that child execs — and exec of it fails with ETXTBSY.
+    fn executable_copy(&self, from: &Path, to: &Path) {
+        let status = Command::new("cp").arg(from).arg(to).status().expect("run cp");
+        assert!(status.success(), "cp {} {}", from.display(), to.display());
+        set_mode(to, 0o755);
     }
 
     /// A fresh subdirectory with `mode`.
@@ -886,10 +895,11 @@ fn exec_chains_through_sh_and_a_perl_wrapper_keep_results_and_the_shim() {
     let (shim, probe) = (lab.shim(), lab.kaprobe());
     // Like Debian's pg_wrapper in front of psql: a Perl script that execs
     // the real client.
-    let wrapper = lab.path("wrapper.pl");
-    std::fs::write(&wrapper, "#!/usr/bin/perl\nexec { $ARGV[0] } @ARGV or die \"exec: $!\";\n")
+    let source = lab.path("wrapper.pl.in");
+    std::fs::write(&source, "#!/usr/bin/perl\nexec { $ARGV[0] } @ARGV or die \"exec: $!\";\n")
         .expect("write");
-    set_mode(&wrapper, 0o755);
+    let wrapper = lab.path("wrapper.pl");
+    lab.executable_copy(&source, &wrapper);
     let (_listener, addr) = listener();
     let steps = matrix_steps(&addr);
     let exec_sh = r#"exec sh -c 'exec "$0" "$@"' "$0" "$@""#;
@@ -1255,7 +1265,7 @@ fn a_setuid_program_ignores_kawrap_variables_and_never_opens_the_log() {
     let shim = lab.shim();
     let setuid = lab.program("secure");
     let plain = lab.path("plain");
-    std::fs::copy(&setuid, &plain).expect("copy");
+    lab.executable_copy(&setuid, &plain);
     set_mode(&setuid, 0o4755); // owned by root: we are root
     let logs = lab.subdir("logs", 0o1777);
     let upper = lab.subdir("overlay", 0o755);
