@@ -10,6 +10,11 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 CARGO ?= cargo
 # cargo's own CARGO_TARGET_DIR, when set, is where the artifacts are.
+# The eBPF mode (`kawrap --bpf`) needs clang to build: on when clang is
+# installed, `make BPF=0` to leave it out.
+BPF ?= $(if $(shell command -v clang 2>/dev/null),1,0)
+FEATURES := $(if $(filter 1,$(BPF)),--features bpf,)
+WORKSPACE := --workspace $(if $(filter 1,$(BPF)),--features kawrap/bpf,--exclude kawrap-bpf)
 RELEASE := $(or $(CARGO_TARGET_DIR),target)/release
 # Man pages and completions, made by the built kawrap from its own argument
 # definitions at install time (never committed).
@@ -24,7 +29,7 @@ FISH_COMPLETION := $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/kawrap.fi
 all: build
 
 build:
-	$(CARGO) build --release -p kawrap-shim -p kawrap
+	$(CARGO) build --release -p kawrap-shim -p kawrap $(FEATURES)
 
 demo: build
 	scripts/demo.sh
@@ -35,10 +40,10 @@ test: lint build unit-test fuzz-smoke
 
 lint:
 	$(CARGO) fmt --all --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy $(WORKSPACE) --all-targets -- -D warnings
 
 unit-test:
-	$(CARGO) test --workspace
+	$(CARGO) test $(WORKSPACE)
 
 # A short bounded fuzz run of the grammar (cargo-fuzz needs nightly
 # features; see fuzz/README.md). Skipped with a reason when unavailable.

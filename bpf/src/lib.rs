@@ -31,7 +31,6 @@ mod run;
 mod scope;
 mod sys;
 
-pub mod cli_glue;
 
 pub use error::Error;
 pub use maps::Counters;

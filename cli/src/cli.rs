@@ -55,6 +55,9 @@ pub enum Subcommand {
     /// Print the environment for the current shell (eval "$(kawrap env …)"), or a systemd drop-in
     #[command(long_about = crate::env_cmd::LONG_ABOUT)]
     Env(crate::env_cmd::EnvArgs),
+    /// The eBPF mode for a whole cgroup (e.g. a systemd service): attach, detach, status
+    #[command(long_about = crate::bpf::LONG_ABOUT)]
+    Bpf(crate::bpf::BpfArgs),
 }
 
 /// `kawrap profiles`.
@@ -87,6 +90,15 @@ pub struct LaunchArgs {
     /// What the program's sockets get
     #[command(flatten)]
     pub settings: Settings,
+
+    /// Use the eBPF mode instead of LD_PRELOAD (root): run COMMAND in a transient cgroup v2
+    /// whose TCP connections get the profile from a sock_ops program
+    ///
+    /// Reaches what LD_PRELOAD cannot: Go and statically linked programs, raw system calls,
+    /// setuid programs, and everything COMMAND starts. kawrap waits for COMMAND, passes
+    /// SIGINT/SIGTERM/SIGHUP on to it, exits with its status and removes the cgroup.
+    #[arg(long, conflicts_with_all = ["dry_run", "log", "lib"])]
+    pub bpf: bool,
 
     /// Print the environment kawrap would set (shell-quoted) and the command, then exit
     /// without running it

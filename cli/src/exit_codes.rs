@@ -22,6 +22,10 @@ pub enum ExitCode {
     CannotExecute,
     /// The command was not found.
     NotFound,
+    /// The program's own status, for the one mode where kawrap waits for
+    /// the program instead of becoming it (`--bpf`): its exit code, or
+    /// 128 + the signal that killed it.
+    Program(u8),
 }
 
 impl ExitCode {
@@ -33,6 +37,7 @@ impl ExitCode {
             ExitCode::KawrapError => 125,
             ExitCode::CannotExecute => 126,
             ExitCode::NotFound => 127,
+            ExitCode::Program(code) => code,
         }
     }
 }
@@ -62,6 +67,8 @@ mod tests {
         assert_eq!(ExitCode::KawrapError.code(), 125);
         assert_eq!(ExitCode::CannotExecute.code(), 126);
         assert_eq!(ExitCode::NotFound.code(), 127);
+        assert_eq!(ExitCode::Program(7).code(), 7);
+        assert_eq!(ExitCode::Program(137).code(), 137);
     }
 
     #[test]

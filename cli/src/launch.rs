@@ -39,7 +39,6 @@ pub struct EnvPlan {
 /// `kawrap [OPTIONS] COMMAND [ARGS]...`: returns only on error, or after
 /// `--dry-run`; otherwise the process has become the program.
 pub fn run(args: &LaunchArgs) -> Result<ExitCode, Error> {
-    let plan = env_plan(&args.settings)?;
     let (name, rest) = match args.command.split_first() {
         Some(split) => split,
         None => {
@@ -49,6 +48,13 @@ pub fn run(args: &LaunchArgs) -> Result<ExitCode, Error> {
             });
         }
     };
+    if args.bpf {
+        // Nothing is preloaded: the kernel applies the same configuration.
+        let config = checked_config(&args.settings)?;
+        let program = find_command(name)?;
+        return crate::bpf::launch(&config, name, &program, rest);
+    }
+    let plan = env_plan(&args.settings)?;
     let program = find_command(name)?;
     if !args.quiet {
         // Programs the shim cannot reach still run, but the person is told.
@@ -121,6 +127,11 @@ struct CheckedSettings {
     profile: String,
     rules: Option<String>,
     policy: &'static str,
+}
+
+/// The configuration the settings mean, checked exactly as for the shim.
+pub fn checked_config(settings: &Settings) -> Result<Config, Error> {
+    Ok(check_settings(settings)?.config)
 }
 
 fn check_settings(settings: &Settings) -> Result<CheckedSettings, Error> {

@@ -2,6 +2,7 @@
 //! subcommands around it. Each module does one job; this file only parses
 //! the arguments, dispatches, and turns the outcome into an exit status.
 mod attach;
+mod bpf;
 mod check;
 mod cli;
 mod env_cmd;
@@ -41,6 +42,7 @@ fn main() -> std::process::ExitCode {
         Some(Subcommand::Check(args)) => check::run(args),
         Some(Subcommand::Attach(args)) => attach::run(args),
         Some(Subcommand::Env(args)) => env_cmd::run(args),
+        Some(Subcommand::Bpf(args)) => bpf::run(args),
         None => launch::run(&cli.launch),
     };
     match outcome {

@@ -1,0 +1,285 @@
+//! The eBPF mode: `kawrap --bpf -- COMMAND` and `kawrap bpf attach|detach|status`.
+//!
+//! For what LD_PRELOAD can never reach (Go and static programs, raw
+//! syscalls, setuid programs, sudo): a cgroup v2 sock_ops program from the
+//! `kawrap-bpf` crate gives every TCP connection of a process tree the same
+//! profiles and rules. It needs clang to build, so it is a cargo feature
+//! (`bpf`, on in `make`); a kawrap built without it says how to get it.
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use kawrap_core::Config;
+
+use crate::cli::Settings;
+use crate::error::Error;
+use crate::exit_codes::ExitCode;
+
+/// `kawrap bpf …`.
+#[derive(Debug, Args)]
+pub struct BpfArgs {
+    #[command(subcommand)]
+    pub action: BpfAction,
+}
+
+/// What to do with the eBPF program.
+#[derive(Debug, Subcommand)]
+pub enum BpfAction {
+    /// Attach to an existing cgroup (e.g. /sys/fs/cgroup/system.slice/NAME.service): every
+    /// TCP connection made in it from now on gets the profile; again to change the values live
+    Attach {
+        /// The cgroup v2 directory
+        #[arg(long, value_name = "PATH")]
+        cgroup: PathBuf,
+        #[command(flatten)]
+        keepalive: KeepaliveArgs,
+    },
+    /// Detach from a cgroup; existing connections keep their settings
+    Detach {
+        /// The cgroup v2 directory
+        #[arg(long, value_name = "PATH")]
+        cgroup: PathBuf,
+    },
+    /// List every cgroup kawrap's eBPF program is attached to, with its values and counters
+    Status {
+        /// Print a JSON array instead of lines
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The profile, rules and policy, as for the launcher (no library, no log:
+/// nothing is preloaded).
+#[derive(Debug, Args)]
+pub struct KeepaliveArgs {
+    /// Keepalive profile: a built-in name or IDLE/INTVL/CNT[/UT] (see `kawrap --help`)
+    #[arg(short, long, value_name = "PROFILE", default_value = "recommended")]
+    pub profile: String,
+    /// A different profile for some destinations: DEST=PROFILE, repeatable
+    #[arg(short, long = "rule", value_name = "DEST=PROFILE")]
+    pub rules: Vec<String>,
+    /// `respect` (the program's own keepalive settings stand) or `force`
+    #[arg(long, value_name = "POLICY", default_value = "respect")]
+    pub policy: String,
+    /// Add TCP_USER_TIMEOUT to --profile: `auto`, milliseconds, or a duration (`450s`)
+    #[arg(long, value_name = "UT")]
+    pub user_timeout: Option<String>,
+}
+
+impl KeepaliveArgs {
+    fn config(&self) -> Result<Config, Error> {
+        crate::launch::checked_config(&Settings {
+            profile: self.profile.clone(),
+            rules: self.rules.clone(),
+            policy: self.policy.clone(),
+            user_timeout: self.user_timeout.clone(),
+            log: None,
+            lib: None,
+        })
+    }
+}
+
+pub const LONG_ABOUT: &str = "\
+The eBPF mode, for programs LD_PRELOAD cannot reach: Go and statically linked programs, \
+programs making raw system calls, setuid programs, anything started through sudo.
+
+A cgroup v2 sock_ops program sets SO_KEEPALIVE, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT (and \
+TCP_USER_TIMEOUT when the profile has it) on every TCP connection made or accepted by a process \
+in the cgroup, with the same profiles, rules and policy as the shim. It needs root (or CAP_BPF, \
+CAP_NET_ADMIN and CAP_SYS_ADMIN).
+
+  kawrap --bpf --profile 300/30/5 -- ./static-backup-tool     one command, cgroup removed after
+  kawrap bpf attach --cgroup /sys/fs/cgroup/system.slice/backup.service --profile firewall
+  kawrap bpf status
+  kawrap bpf detach --cgroup /sys/fs/cgroup/system.slice/backup.service
+
+`attach` outlives kawrap (pinned under /sys/fs/bpf/kawrap/) and covers a whole service, Go \
+parts included, without editing its unit; existing connections are not changed (use `kawrap \
+attach PID` for those).";
+
+/// `kawrap bpf …`.
+pub fn run(args: &BpfArgs) -> Result<ExitCode, Error> {
+    match &args.action {
+        BpfAction::Attach { cgroup, keepalive } => imp::attach(cgroup, &keepalive.config()?),
+        BpfAction::Detach { cgroup } => imp::detach(cgroup),
+        BpfAction::Status { json } => imp::status(*json),
+    }
+}
+
+/// `kawrap --bpf … -- COMMAND`: runs the found `program` (named `name` by
+/// the user) in a transient cgroup and returns its exit status.
+pub fn launch(
+    config: &Config,
+    name: &OsString,
+    program: &Path,
+    args: &[OsString],
+) -> Result<ExitCode, Error> {
+    imp::launch(config, name, program, args)
+}
+
+#[cfg(feature = "bpf")]
+mod imp {
+    use std::ffi::OsString;
+    use std::io;
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    use std::path::Path;
+    use std::process::Command;
+
+    use kawrap_bpf::{AttachOutcome, Attachment};
+    use kawrap_core::Config;
+
+    use crate::error::Error;
+    use crate::exit_codes::ExitCode;
+    use crate::output::write_stdout;
+
+    fn refused(error: kawrap_bpf::Error) -> Error {
+        Error::Refused { message: error.to_string(), hint: String::new() }
+    }
+
+    pub fn launch(
+        config: &Config,
+        name: &OsString,
+        program: &Path,
+        args: &[OsString],
+    ) -> Result<ExitCode, Error> {
+        let mut command = Command::new(program);
+        command.arg0(name).args(args);
+        let outcome = match kawrap_bpf::run(config, &mut command) {
+            Ok(outcome) => outcome,
+            Err(kawrap_bpf::Error::Spawn { source, .. }) => {
+                return Err(match source.kind() {
+                    io::ErrorKind::NotFound => Error::CommandNotFound {
+                        name: name.to_string_lossy().into_owned(),
+                        reason: "command not found",
+                        hint: String::new(),
+                    },
+                    _ => Error::CannotExecute {
+                        name: name.to_string_lossy().into_owned(),
+                        reason: source.to_string(),
+                    },
+                });
+            }
+            Err(error) => return Err(refused(error)),
+        };
+        let cleanup = &outcome.cleanup;
+        if !cleanup.moved_out.is_empty() {
+            eprintln!(
+                "kawrap: {} process(es) the command left running ({:?}) were moved out of kawrap's cgroup: \
+                 their existing connections keep the profile, new ones do not",
+                cleanup.moved_out.len(),
+                cleanup.moved_out
+            );
+        }
+        if cleanup.counters.failed > 0 {
+            eprintln!(
+                "kawrap: the kernel refused {} keepalive setting(s) of the command's connections",
+                cleanup.counters.failed
+            );
+        }
+        // As a shell reports it: the code, or 128 + the signal that killed it.
+        let status = outcome.status;
+        let code = match (status.code(), status.signal()) {
+            (Some(code), _) => code as u8,
+            (None, Some(signal)) => 128u8.wrapping_add(signal as u8),
+            (None, None) => return Ok(ExitCode::KawrapError),
+        };
+        Ok(ExitCode::Program(code))
+    }
+
+    pub fn attach(cgroup: &Path, config: &Config) -> Result<ExitCode, Error> {
+        let (verb, id) = match kawrap_bpf::attach(cgroup, config).map_err(refused)? {
+            AttachOutcome::Attached { cgroup_id } => ("attached to", cgroup_id),
+            AttachOutcome::Updated { cgroup_id } => ("updated the values of", cgroup_id),
+        };
+        let mut text =
+            format!("kawrap {verb} {} (cgroup id {id}): profile {}", cgroup.display(), config.profile);
+        if !config.rules.is_empty() {
+            text.push_str(&format!(", rules {}", config.rules));
+        }
+        text.push_str(&format!(
+            ", policy {}; connections made from now on get it (undo: kawrap bpf detach --cgroup {})\n",
+            config.policy,
+            cgroup.display()
+        ));
+        write_stdout(text.as_bytes())?;
+        Ok(ExitCode::Success)
+    }
+
+    pub fn detach(cgroup: &Path) -> Result<ExitCode, Error> {
+        kawrap_bpf::detach(cgroup).map_err(refused)?;
+        write_stdout(
+            format!("kawrap detached from {}; existing connections keep their settings\n", cgroup.display())
+                .as_bytes(),
+        )?;
+        Ok(ExitCode::Success)
+    }
+
+    pub fn status(json: bool) -> Result<ExitCode, Error> {
+        let attachments = kawrap_bpf::status().map_err(refused)?;
+        let text = if json {
+            let array: Vec<serde_json::Value> = attachments.iter().map(to_json).collect();
+            format!("{}\n", serde_json::Value::Array(array))
+        } else if attachments.is_empty() {
+            "kawrap is not attached to any cgroup\n".to_owned()
+        } else {
+            attachments.iter().map(|a| format!("{a}\n")).collect()
+        };
+        write_stdout(text.as_bytes())?;
+        Ok(ExitCode::Success)
+    }
+
+    fn to_json(a: &Attachment) -> serde_json::Value {
+        let (profile, rules, policy, error) = match &a.config {
+            Ok(c) => (Some(c.profile.to_string()), Some(c.rules.to_string()), Some(c.policy.name()), None),
+            Err(why) => (None, None, None, Some(why.clone())),
+        };
+        serde_json::json!({
+            "cgroup": a.cgroup.as_ref().map(|p| p.display().to_string()),
+            "cgroup_id": a.cgroup_id,
+            "pinned": a.pinned,
+            "program_id": a.program_id,
+            "profile": profile,
+            "rules": rules,
+            "policy": policy,
+            "error": error,
+            "connects": a.counters.connect,
+            "accepts": a.counters.passive,
+            "own_settings_replaced": a.counters.forced,
+            "own_settings_kept": a.counters.respected,
+            "refused_by_kernel": a.counters.failed,
+        })
+    }
+}
+
+#[cfg(not(feature = "bpf"))]
+mod imp {
+    use std::ffi::OsString;
+    use std::path::Path;
+
+    use kawrap_core::Config;
+
+    use crate::error::Error;
+    use crate::exit_codes::ExitCode;
+
+    fn not_built() -> Error {
+        Error::Refused {
+            message: "this kawrap was built without the eBPF mode".to_owned(),
+            hint: "rebuild with it: `make` (needs clang and libbpf-dev), or \
+                   `cargo build --release -p kawrap --features bpf`"
+                .to_owned(),
+        }
+    }
+
+    pub fn launch(_: &Config, _: &OsString, _: &Path, _: &[OsString]) -> Result<ExitCode, Error> {
+        Err(not_built())
+    }
+    pub fn attach(_: &Path, _: &Config) -> Result<ExitCode, Error> {
+        Err(not_built())
+    }
+    pub fn detach(_: &Path) -> Result<ExitCode, Error> {
+        Err(not_built())
+    }
+    pub fn status(_: bool) -> Result<ExitCode, Error> {
+        Err(not_built())
+    }
+}

@@ -1,0 +1,174 @@
+//! `kawrap --bpf` and `kawrap bpf attach|status|detach` through the real
+//! launcher, on a statically linked program that makes raw system calls —
+//! the kind LD_PRELOAD can never reach. The kernel's answer (getsockopt
+//! inside the program) is what is asserted.
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use kawrap_integration::{is_root, kawrap_bin, skip_unless};
+
+/// socket/connect through syscall(2), then prints `SO_KEEPALIVE TCP_KEEPIDLE
+/// TCP_KEEPINTVL TCP_KEEPCNT` of its connection and exits 7.
+const RAW_CLIENT: &str = r#"
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+int main(int argc, char **argv) {
+    int fd = syscall(SYS_socket, AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(atoi(argv[1]));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (syscall(SYS_connect, fd, &a, sizeof a)) { perror("connect"); return 3; }
+    int v[4]; socklen_t l = sizeof(int);
+    getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &v[0], &l);
+    getsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v[1], &l);
+    getsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &v[2], &l);
+    getsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &v[3], &l);
+    printf("%d %d %d %d\n", v[0], v[1], v[2], v[3]);
+    return 7;
+}
+"#;
+
+struct Fixture {
+    dir: PathBuf,
+    client: PathBuf,
+    listener: TcpListener,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `None` (after printing why) when the eBPF mode cannot be tested here.
+fn fixture(name: &str) -> Option<Fixture> {
+    if skip_unless(is_root(), "the eBPF mode needs root") {
+        return None;
+    }
+    let help = Command::new(kawrap_bin()).args(["bpf", "status"]).output().expect("run kawrap");
+    let built = !String::from_utf8_lossy(&help.stderr).contains("built without the eBPF mode");
+    if skip_unless(built, "kawrap was built without the eBPF mode (`make` builds it when clang is installed)")
+    {
+        return None;
+    }
+    let dir = std::env::temp_dir().join(format!("kawrap-bpf-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = dir.join("raw_client.c");
+    std::fs::write(&source, RAW_CLIENT).unwrap();
+    let client = dir.join("raw_client");
+    let cc = Command::new("cc").args(["-static", "-O1", "-o"]).arg(&client).arg(&source).output();
+    let compiled = cc.as_ref().is_ok_and(|o| o.status.success());
+    if skip_unless(compiled, "cannot build a static program (cc -static; needs gcc and libc6-dev)") {
+        let _ = std::fs::remove_dir_all(&dir);
+        return None;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    Some(Fixture { dir, client, listener })
+}
+
+impl Fixture {
+    fn port(&self) -> String {
+        self.listener.local_addr().unwrap().port().to_string()
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+#[test]
+fn bpf_mode_reaches_a_static_raw_syscall_program_and_leaves_nothing_behind() {
+    let Some(fx) = fixture("launch") else { return };
+    let port = fx.port();
+    let bare = Command::new(&fx.client).arg(&port).output().unwrap();
+    assert_eq!(stdout(&bare), "0 7200 75 9", "without kawrap");
+
+    // LD_PRELOAD cannot reach it, and kawrap says so but runs it.
+    let preload = Command::new(kawrap_bin())
+        .args(["--profile", "firewall"])
+        .arg(&fx.client)
+        .arg(&port)
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&preload), "0 7200 75 9");
+    assert!(String::from_utf8_lossy(&preload.stderr).contains("--bpf"), "the warning points to --bpf");
+
+    let bpf = Command::new(kawrap_bin())
+        .args(["--bpf", "--profile", "firewall", "--"])
+        .arg(&fx.client)
+        .arg(&port)
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&bpf), "1 60 10 6", "{}", String::from_utf8_lossy(&bpf.stderr));
+    assert_eq!(bpf.status.code(), Some(7), "the program's own exit status");
+
+    // A per-port rule applies to its port only.
+    let other = TcpListener::bind("127.0.0.1:0").unwrap();
+    let other_port = other.local_addr().unwrap().port().to_string();
+    for (target, want) in [(&port, "1 5 2 3"), (&other_port, "1 300 30 5")] {
+        let ruled = Command::new(kawrap_bin())
+            .args(["--bpf", "--rule", &format!(":{port}=5/2/3"), "--"])
+            .arg(&fx.client)
+            .arg(target)
+            .output()
+            .unwrap();
+        assert_eq!(stdout(&ruled), want, "port {target}");
+    }
+
+    let status = Command::new(kawrap_bin()).args(["bpf", "status"]).output().unwrap();
+    assert!(!stdout(&status).contains("transient"), "nothing stays attached: {}", stdout(&status));
+}
+
+#[test]
+fn bpf_attach_covers_an_existing_cgroup_until_detached() {
+    let Some(fx) = fixture("attach") else { return };
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    let root = mounts.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        (fields.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(fields[1]))
+    });
+    let Some(root) = root else {
+        skip_unless(false, "no cgroup2 mount to create a test cgroup in");
+        return;
+    };
+    let cgroup = root.join(format!("kawrap-cli-test-{}", std::process::id()));
+    std::fs::create_dir(&cgroup).expect("create a test cgroup");
+    let run_in_cgroup = |cgroup: &Path| {
+        use std::os::unix::process::CommandExt;
+        let procs = cgroup.join("cgroup.procs");
+        let mut command = Command::new(&fx.client);
+        command.arg(fx.port());
+        // SAFETY: only async-signal-safe work between fork and exec: one
+        // write of the child's pid ("0" means the writer) to cgroup.procs.
+        unsafe {
+            command.pre_exec(move || std::fs::write(&procs, b"0"));
+        }
+        stdout(&command.output().unwrap())
+    };
+    let kawrap = |args: &[&str]| Command::new(kawrap_bin()).args(args).output().unwrap();
+    let path = cgroup.to_str().unwrap();
+
+    let attached = kawrap(&["bpf", "attach", "--cgroup", path, "--profile", "ssh"]);
+    assert!(attached.status.success(), "{}", String::from_utf8_lossy(&attached.stderr));
+    assert_eq!(run_in_cgroup(&cgroup), "1 60 60 5");
+    let status = stdout(&kawrap(&["bpf", "status"]));
+    assert!(status.contains(path) && status.contains("profile 60/60/5"), "{status}");
+
+    // Attaching again changes the values live.
+    assert!(kawrap(&["bpf", "attach", "--cgroup", path, "--profile", "30/30/10"]).status.success());
+    assert_eq!(run_in_cgroup(&cgroup), "1 30 30 10");
+
+    let detached = kawrap(&["bpf", "detach", "--cgroup", path]);
+    assert!(detached.status.success(), "{}", String::from_utf8_lossy(&detached.stderr));
+    assert_eq!(run_in_cgroup(&cgroup), "0 7200 75 9");
+    assert!(!stdout(&kawrap(&["bpf", "status"])).contains(path));
+    std::fs::remove_dir(&cgroup).ok();
+}
