@@ -11,8 +11,10 @@
 //! constructors, vfork, seccomp and duplicated environment entries are what
 //! real C programs do and Rust's runtime would hide).
 //!
-//! Tests marked `#[ignore = "shim bug: …"]` document a defect found here;
-//! they fail today and pass once the shim is fixed.
+//! Seven of these tests were written against defects they found in the shim
+//! (a FIFO log, `ulimit -f`, a bad connect() pointer, force hiding the
+//! kernel's refusals, vfork children, errno during a lazy load, listen() on
+//! a connected socket); each failed before its fix.
 use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::net::TcpListener;
@@ -873,8 +875,6 @@ fn vfork_and_posix_spawn_children_leave_the_parents_sockets_alone() {
 }
 
 #[test]
-#[ignore = "shim bug: a vfork child's close() wipes the parent's fd table entry (shared memory), \
-            so the parent's own TCP_KEEPIDLE is overwritten at connect under the respect policy"]
 fn a_vfork_child_closing_a_descriptor_does_not_undo_respect_in_the_parent() {
     let Some(lab) = Lab::new() else { return };
     let (shim, spawnhost) = (lab.shim(), lab.program("spawnhost"));
@@ -976,8 +976,6 @@ fn sockets_from_a_constructor_that_runs_before_the_shims() {
 }
 
 #[test]
-#[ignore = "shim bug: a setsockopt() that loads the configuration lazily (before the shim's \
-            constructor) lets the log open's errno leak into the program's errno"]
 fn a_lazy_configuration_load_inside_setsockopt_keeps_errno() {
     let Some(lab) = Lab::new() else { return };
     let (shim, early, probe) = (lab.shim(), lab.library("early"), lab.kaprobe());
@@ -1077,8 +1075,6 @@ fn errno_when_there_is_no_route_is_the_kernels() {
 }
 
 #[test]
-#[ignore = "shim bug: connect() with an invalid address pointer crashes the program (SIGSEGV) \
-            instead of failing with EFAULT: the shim reads the sockaddr before the kernel checks it"]
 fn an_invalid_address_pointer_fails_with_efault() {
     let Some(lab) = Lab::new() else { return };
     let host = Host::new([lab.program("errnos").as_os_str(), "efault-connect".as_ref()])
@@ -1087,8 +1083,6 @@ fn an_invalid_address_pointer_fails_with_efault() {
 }
 
 #[test]
-#[ignore = "shim bug: under KAWRAP_POLICY=force, setsockopt() with an invalid value or pointer \
-            succeeds instead of failing with EINVAL/EFAULT as the kernel would"]
 fn force_keeps_the_kernels_refusals() {
     let Some(lab) = Lab::new() else { return };
     let errnos = lab.program("errnos");
@@ -1101,8 +1095,6 @@ fn force_keeps_the_kernels_refusals() {
 }
 
 #[test]
-#[ignore = "shim bug: a listen() on a connected socket (which the kernel refuses with EINVAL) first \
-            re-applies the main profile, replacing the destination rule's options on the live connection"]
 fn a_refused_listen_leaves_a_connections_options_alone() {
     let Some(lab) = Lab::new() else { return };
     let (_listener, addr) = listener();
@@ -1207,7 +1199,6 @@ fn udp_unix_raw_sctp_and_mptcp_sockets_are_exactly_as_without_kawrap() {
 // ---------------------------------------------------------------------------
 
 #[test]
-#[ignore = "shim bug: KAWRAP_LOG naming a FIFO nobody reads blocks the program forever in open(2)"]
 fn a_log_fifo_without_a_reader_does_not_block_the_program() {
     let Some(lab) = Lab::new() else { return };
     let fifo = lab.path("kawrap.fifo");
@@ -1223,8 +1214,6 @@ fn a_log_fifo_without_a_reader_does_not_block_the_program() {
 }
 
 #[test]
-#[ignore = "shim bug: under a file size limit (ulimit -f) the shim's log write raises SIGXFSZ \
-            and kills a program that never writes a file itself"]
 fn a_file_size_limit_does_not_kill_the_program() {
     let Some(lab) = Lab::new() else { return };
     let log = lab.path("limited.log");

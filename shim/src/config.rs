@@ -79,14 +79,23 @@ static SLOT: Slot = Slot(UnsafeCell::new(MaybeUninit::uninit()));
 pub(crate) fn with<R>(f: impl FnOnce(&Loaded) -> R) -> R {
     match STATE.compare_exchange(UNLOADED, LOADING, Ordering::Acquire, Ordering::Acquire) {
         Ok(_) => {
+            let loaded = load();
             // SAFETY: we won the race to LOADING; no one reads until READY.
-            unsafe { (*SLOT.0.get()).write(Loaded::from_environment()) };
+            unsafe { (*SLOT.0.get()).write(loaded) };
             STATE.store(READY, Ordering::Release);
             f(ready())
         }
         Err(READY) => f(ready()),
-        Err(_) => f(&Loaded::from_environment()),
+        Err(_) => f(&load()),
     }
+}
+
+/// Reads the environment (and may log why it is invalid) without
+/// changing `errno`: loading can happen inside any hook, before or after
+/// the real call.
+fn load() -> Loaded {
+    let _errno = sys::ErrnoGuard::save();
+    Loaded::from_environment()
 }
 
 fn ready() -> &'static Loaded {

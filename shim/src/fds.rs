@@ -4,14 +4,18 @@
 //! It remembers which keepalive options the *program* set itself (the
 //! `respect` policy keeps them) and which profile the shim applied, so that
 //! `connect()` does no syscall at all when nothing needs to change.
-//! Entries are cleared at `socket()` and `close()`. A descriptor the shim
-//! never saw created (an `accept()`ed or `dup2()`ed one, or a number above
-//! the table) starts as [`Entry::UNKNOWN`], and the shim checks with
-//! `getsockopt` that it is TCP before writing to it.
+//! An entry is reset when `socket()` returns its number and forgotten at
+//! `close()`, but only by the process that owns this memory: a vfork child
+//! shares the table, not the descriptors, and its closes must not wipe the
+//! parent's entries. A number reused without either (`dup2()`, a close
+//! inside libc) may keep a stale entry, which is why the shim asks the
+//! kernel with `getsockopt` that a descriptor is TCP before it writes to
+//! one it did not just create.
 use core::ffi::c_int;
-use core::sync::atomic::{AtomicU16, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicU16, Ordering};
 
 use crate::options::OptionSet;
+use crate::sys;
 
 /// Descriptors below this are tracked (the default hard `RLIMIT_NOFILE`
 /// ceiling, `nr_open`, is 2^20).
@@ -68,7 +72,39 @@ pub(crate) fn get(fd: c_int) -> Entry {
     slot(fd).map_or(Entry::UNKNOWN, |slot| Entry(slot.load(Ordering::Relaxed)))
 }
 
-/// A new descriptor (from `socket()`), or one being closed: forget it.
+/// The process whose memory this table is: set when the shim loads and
+/// in every fork child. A vfork child (or `posix_spawn`'s) runs in its
+/// parent's memory without fork handlers, so it sees its parent's pid here.
+static OWNER: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn after_fork_in_child() {
+    OWNER.store(sys::getpid() as i32, Ordering::Relaxed);
+}
+
+/// Records this process as the table's owner (from the constructor).
+pub(crate) fn claim() {
+    after_fork_in_child();
+    // SAFETY: registering a handler that only stores an atomic; no other
+    // precondition. A failure (ENOMEM) leaves fork children never
+    // forgetting at close(), which is the safe direction.
+    unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) };
+}
+
+/// `close(fd)`: forget the entry, unless this is a vfork child writing
+/// into its parent's table. Descriptors the shim knows nothing about cost
+/// no syscall.
+pub(crate) fn forget(fd: c_int) {
+    let Some(slot) = slot(fd) else { return };
+    if slot.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let owner = OWNER.load(Ordering::Relaxed);
+    if owner == 0 || i64::from(owner) == sys::getpid() {
+        slot.store(0, Ordering::Relaxed);
+    }
+}
+
+/// A new descriptor from `socket()`: forget what the number meant before.
 pub(crate) fn reset(fd: c_int) {
     if let Some(slot) = slot(fd) {
         slot.store(0, Ordering::Relaxed);

@@ -2,7 +2,6 @@
 //! its result; the shim's own work happens before or after, with `errno`
 //! saved and restored around it.
 use core::ffi::{c_int, c_void};
-use core::mem::size_of;
 
 use kawrap_core::{Config, Destination, KeepaliveProfile, Policy};
 use libc::{sockaddr, socklen_t};
@@ -45,11 +44,17 @@ pub unsafe extern "C" fn socket(domain: c_int, kind: c_int, protocol: c_int) -> 
 /// Same contract as libc's `connect`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn connect(fd: c_int, address: *const sockaddr, length: socklen_t) -> c_int {
-    // SAFETY: the caller passes a sockaddr of `length` bytes, as for connect(2).
-    if let Some(dest) = unsafe { destination(address, length) } {
+    {
         let _errno = ErrnoGuard::save();
         config::with(|loaded| {
-            if loaded.config.is_some() {
+            let Some(config) = &loaded.config else { return };
+            let entry = fds::get(fd);
+            // The common case, a socket the shim set up at socket() and no
+            // rules to consult, costs no syscall and no look at the address.
+            if entry.is_not_tcp() || (config.rules.is_empty() && entry.applied() == Some(None)) {
+                return;
+            }
+            if let Some(dest) = sys::read_destination(address, length) {
                 apply_profile(loaded, fd, log::Event::Connect(dest), Some(&dest));
             }
         });
@@ -104,21 +109,23 @@ pub unsafe extern "C" fn setsockopt(
                 }
                 result
             }
-            Policy::Force => match forced_value(config, fd, option, value, length) {
-                Some(ours) => {
-                    let result = sys::real_setsockopt(
-                        fd,
-                        level,
-                        name,
-                        &ours as *const c_int as *const c_void,
-                        size_of::<c_int>() as socklen_t,
-                    );
+            Policy::Force => {
+                // The program's own call first, so it gets exactly the
+                // kernel's answer (EINVAL, EFAULT, EBADF…); only once that
+                // succeeded is the profile's value put back.
+                let result = sys::real_setsockopt(fd, level, name, value, length);
+                if result == 0 {
                     let _errno = ErrnoGuard::save();
-                    log::forced(loaded, fd, option, ours);
-                    result
+                    if let Some(ours) = forced_value(config, fd, option) {
+                        if let Err(errno) = option.set(fd, ours) {
+                            log::force_failed(loaded, fd, option, errno);
+                        } else {
+                            log::forced(loaded, fd, option, ours);
+                        }
+                    }
                 }
-                None => sys::real_setsockopt(fd, level, name, value, length),
-            },
+                result
+            }
         }
     })
 }
@@ -131,7 +138,7 @@ pub unsafe extern "C" fn setsockopt(
 pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     // Before the real close: afterwards another thread's socket() may
     // already have this number, and its fresh entry must not be wiped.
-    fds::reset(fd);
+    fds::forget(fd);
     sys::real_close(fd)
 }
 
@@ -145,8 +152,15 @@ fn apply_profile(loaded: &config::Loaded, fd: c_int, event: log::Event, dest: Op
     }
     let (choice, profile) = config.profile_for(dest);
     let previous = entry.applied();
-    if previous == Some(choice) {
-        // Already done at socket(): the common path costs no syscall.
+    let needed = match event {
+        // A destination may call for another profile than socket() gave.
+        log::Event::Connect(_) => previous != Some(choice),
+        // A listener (or a fresh socket) gets the profile once; listen()
+        // on a connected socket, which the kernel refuses, must not undo
+        // its destination's rule.
+        log::Event::Socket | log::Event::Listen => previous.is_none(),
+    };
+    if !needed {
         return;
     }
     // A fresh socket() was checked by its arguments; anything else is
@@ -184,54 +198,10 @@ fn profile_of(config: &Config, choice: Choice) -> &KeepaliveProfile {
 }
 
 /// Under `force`, the value the profile gives `option` on `fd`, if the
-/// shim should substitute it for the program's.
-fn forced_value(
-    config: &Config,
-    fd: c_int,
-    option: KeepaliveOption,
-    value: *const c_void,
-    length: socklen_t,
-) -> Option<c_int> {
-    // A null or short value is left to the kernel to refuse, as it would.
-    if value.is_null() || (length as usize) < size_of::<c_int>() {
-        return None;
-    }
+/// shim should put it in place of the program's: only on TCP sockets, and
+/// only for options the profile sets.
+fn forced_value(config: &Config, fd: c_int, option: KeepaliveOption) -> Option<c_int> {
     let entry = fds::get(fd);
     let ours = option.value_in(profile_of(config, entry.applied().flatten()))?;
-    let _errno = ErrnoGuard::save();
     (!entry.is_not_tcp() && options::is_tcp_socket(fd)).then_some(ours)
-}
-
-/// The IPv4/IPv6 destination of a `connect`, if it is one.
-///
-/// # Safety
-/// `address` is null or points to `length` readable bytes.
-unsafe fn destination(address: *const sockaddr, length: socklen_t) -> Option<Destination> {
-    use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-    if address.is_null() || (length as usize) < size_of::<libc::sa_family_t>() {
-        return None;
-    }
-    // SAFETY: at least the family field is readable (checked above); each
-    // full structure is read only when `length` covers it. Unaligned reads,
-    // since the program's buffer need not be aligned.
-    unsafe {
-        let family = core::ptr::read_unaligned(address as *const libc::sa_family_t);
-        match c_int::from(family) {
-            libc::AF_INET if length as usize >= size_of::<libc::sockaddr_in>() => {
-                let v4 = core::ptr::read_unaligned(address as *const libc::sockaddr_in);
-                Some(Destination {
-                    ip: IpAddr::V4(Ipv4Addr::from(u32::from_be(v4.sin_addr.s_addr))),
-                    port: u16::from_be(v4.sin_port),
-                })
-            }
-            libc::AF_INET6 if length as usize >= size_of::<libc::sockaddr_in6>() => {
-                let v6 = core::ptr::read_unaligned(address as *const libc::sockaddr_in6);
-                Some(Destination {
-                    ip: IpAddr::V6(Ipv6Addr::from(v6.sin6_addr.s6_addr)),
-                    port: u16::from_be(v6.sin6_port),
-                })
-            }
-            _ => None,
-        }
-    }
 }

@@ -38,6 +38,7 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
 /// the real functions. Hooks called even earlier (from another library's
 /// constructor) do both lazily.
 extern "C" fn on_load() {
+    fds::claim();
     config::get();
     sys::resolve_all();
 }

@@ -111,6 +111,17 @@ pub(crate) fn forced(loaded: &Loaded, fd: c_int, option: KeepaliveOption, value:
     emit(loaded, |f| write!(f, "fd={fd} event=setsockopt policy=force {}={value}", option.name()));
 }
 
+pub(crate) fn force_failed(loaded: &Loaded, fd: c_int, option: KeepaliveOption, errno: c_int) {
+    emit(loaded, |f| {
+        write!(
+            f,
+            "fd={fd} event=setsockopt policy=force error={}:{}({errno})",
+            option.name(),
+            errno_name(errno)
+        )
+    });
+}
+
 pub(crate) fn invalid(loaded: &Loaded, error: &ConfigError<'_>) {
     emit(loaded, |f| write!(f, "disabled: {error}"));
 }

@@ -11,6 +11,7 @@
 use core::ffi::{c_char, c_int, c_long, c_void};
 use core::sync::atomic::{AtomicUsize, Ordering};
 
+use kawrap_core::Destination;
 use libc::{sockaddr, socklen_t};
 
 unsafe extern "C" {
@@ -188,10 +189,17 @@ pub(crate) fn getpid() -> c_long {
 /// with one `write(2)` (O_APPEND keeps concurrent lines whole) and closed
 /// again, so no descriptor of ours lives in the program (a daemon that
 /// closes all fds, or reuses the number, can't be confused by it).
+///
+/// Only a regular file is written: a FIFO nobody reads would block the
+/// program (hence O_NONBLOCK on open), a terminal or pipe would put our
+/// text on the program's output. A write past `ulimit -f` would kill the
+/// program with SIGXFSZ, so a log at the limit stops growing instead.
 pub(crate) fn append_to_file(path: &[u8], line: &[u8]) {
-    let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOCTTY;
-    // SAFETY: path is NUL-terminated (checked by the caller), line is a
-    // live buffer; the fd is ours and closed before returning.
+    let flags =
+        libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK;
+    // SAFETY: path is NUL-terminated (checked by the caller), line and the
+    // stat/rlimit buffers are live; the fd is ours and closed before
+    // returning.
     unsafe {
         let fd = libc::syscall(libc::SYS_openat, libc::AT_FDCWD, path.as_ptr(), flags, 0o600 as c_long);
         if fd < 0 {
@@ -209,7 +217,84 @@ pub(crate) fn append_to_file(path: &[u8], line: &[u8]) {
             }
             fd = moved;
         }
-        libc::syscall(libc::SYS_write, fd, line.as_ptr(), line.len());
+        let mut stat: libc::stat = core::mem::zeroed();
+        let mut limit = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+        let fits = libc::syscall(libc::SYS_fstat, fd, &mut stat as *mut libc::stat) == 0
+            && stat.st_mode & libc::S_IFMT == libc::S_IFREG
+            && libc::syscall(
+                libc::SYS_prlimit64,
+                0 as c_long,
+                libc::RLIMIT_FSIZE as c_long,
+                core::ptr::null::<libc::rlimit>(),
+                &mut limit as *mut libc::rlimit,
+            ) == 0
+            && (limit.rlim_cur == libc::RLIM_INFINITY
+                || (stat.st_size as u64).saturating_add(line.len() as u64) <= limit.rlim_cur);
+        if fits {
+            libc::syscall(libc::SYS_write, fd, line.as_ptr(), line.len());
+        }
         libc::syscall(libc::SYS_close, fd);
     }
+}
+
+/// The IPv4/IPv6 destination of a `connect`, if it is one.
+///
+/// The program's buffer is copied with `process_vm_readv(2)` on our own
+/// process, which fails with EFAULT where a plain read of a bad pointer
+/// would crash the program (the kernel answers such a connect with EFAULT,
+/// and so must the program's call). Where that syscall is itself denied
+/// (a seccomp sandbox), the buffer is read directly, as libc would.
+pub(crate) fn read_destination(address: *const sockaddr, length: socklen_t) -> Option<Destination> {
+    const CAPACITY: usize = core::mem::size_of::<libc::sockaddr_in6>();
+    if address.is_null() {
+        return None;
+    }
+    let wanted = (length as usize).min(CAPACITY);
+    if wanted < core::mem::size_of::<libc::sa_family_t>() {
+        return None;
+    }
+    let mut buffer = [0u8; CAPACITY];
+    let local = libc::iovec { iov_base: buffer.as_mut_ptr() as *mut c_void, iov_len: wanted };
+    let remote = libc::iovec { iov_base: address as *mut c_void, iov_len: wanted };
+    // SAFETY: both iovecs describe `wanted` bytes; the kernel checks the
+    // remote one and reports EFAULT instead of faulting.
+    let copied = unsafe {
+        libc::syscall(
+            libc::SYS_process_vm_readv,
+            getpid(),
+            &local as *const libc::iovec,
+            1 as c_long,
+            &remote as *const libc::iovec,
+            1 as c_long,
+            0 as c_long,
+        )
+    };
+    if copied != wanted as c_long {
+        if copied >= 0 || errno() == libc::EFAULT {
+            return None;
+        }
+        // SAFETY: the caller passed `length` readable bytes, as connect(2)
+        // requires; only reached where process_vm_readv is unavailable.
+        unsafe { core::ptr::copy_nonoverlapping(address as *const u8, buffer.as_mut_ptr(), wanted) };
+    }
+    parse_destination(&buffer[..wanted])
+}
+
+fn parse_destination(bytes: &[u8]) -> Option<Destination> {
+    use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let family = libc::sa_family_t::from_ne_bytes([*bytes.first()?, *bytes.get(1)?]);
+    // sockaddr_in: family, port (big-endian), address; sockaddr_in6:
+    // family, port, flowinfo, address.
+    let port = u16::from_be_bytes([*bytes.get(2)?, *bytes.get(3)?]);
+    let ip = match c_int::from(family) {
+        libc::AF_INET if bytes.len() >= core::mem::size_of::<libc::sockaddr_in>() => {
+            IpAddr::V4(Ipv4Addr::new(bytes[4], bytes[5], bytes[6], bytes[7]))
+        }
+        libc::AF_INET6 if bytes.len() >= core::mem::size_of::<libc::sockaddr_in6>() => {
+            let octets: [u8; 16] = bytes[8..24].try_into().ok()?;
+            IpAddr::V6(Ipv6Addr::from(octets))
+        }
+        _ => return None,
+    };
+    Some(Destination { ip, port })
 }
