@@ -31,7 +31,6 @@ mod run;
 mod scope;
 mod sys;
 
-
 pub use error::Error;
 pub use maps::Counters;
 pub use pinned::{AttachOutcome, Attachment, attach, detach, detach_id, status};
