@@ -17,12 +17,13 @@
 //! Names are `kw<pid>x<n>c` / `kw<pid>x<n>s`; [`NetnsPair`] deletes both on drop,
 //! including during a panic, and [`NetnsPair::new`] first sweeps pairs left
 //! behind by test processes that were killed before their destructors ran.
-use std::io;
+use std::io::{self, BufRead, BufReader};
 use std::net::Ipv4Addr;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
 
 /// The client's address on the veth (inside the client namespace).
 pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
@@ -304,6 +305,39 @@ impl Drop for KillOnDrop {
             let _ = self.0.wait();
         }
     }
+}
+
+/// Spawns `cmd` with stdout piped; its lines arrive on the receiver.
+pub fn spawn_with_lines(mut cmd: Command) -> (KillOnDrop, Receiver<String>) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (KillOnDrop(child), rx)
+}
+
+/// Waits for the line `want`; panics with everything seen if it does not come.
+pub fn expect_line(lines: &Receiver<String>, want: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) if line == want => return,
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    panic!("{what} never printed {want:?}; output: {seen:?}");
 }
 
 #[cfg(test)]

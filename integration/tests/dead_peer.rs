@@ -10,14 +10,14 @@
 //! side by side with the wrapped ones inside the same test, in their own
 //! namespaces, so the long "still blocked after 20 s" waits overlap instead
 //! of adding up.
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::{self, Receiver};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use kawrap_integration::netns::{self, KillOnDrop, NetnsPair, SERVER_ADDR};
+use kawrap_integration::netns::{self, KillOnDrop, NetnsPair, SERVER_ADDR, expect_line, spawn_with_lines};
 use kawrap_integration::ss::{self, SsLine};
 use kawrap_integration::{kawrap_bin, poll, skip_unless};
 
@@ -32,39 +32,6 @@ const DETECT_2_1_3: Duration = Duration::from_secs(5);
 fn can_run() -> bool {
     let reason = netns::unavailable_reason();
     !skip_unless(reason.is_none(), reason.as_deref().unwrap_or_default())
-}
-
-/// Spawns `cmd` with stdout piped; its lines arrive on the receiver.
-fn spawn_with_lines(mut cmd: Command) -> (KillOnDrop, Receiver<String>) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (KillOnDrop(child), rx)
-}
-
-/// Waits for the line `want`; panics with everything seen if it does not come.
-fn expect_line(lines: &Receiver<String>, want: &str, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut seen = Vec::new();
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match lines.recv_timeout(left) {
-            Ok(line) if line == want => return,
-            Ok(line) => seen.push(line),
-            Err(_) => break,
-        }
-    }
-    panic!("{what} never printed {want:?}; output: {seen:?}");
 }
 
 /// The established sockets to `port` in `ns`, as `ss -tnoH` shows them there.

@@ -5,57 +5,19 @@
 //! process then notices a vanished peer in the profile's time; `kawrap env`
 //! output sourced by a real bash arms the timer of the programs it starts;
 //! the systemd drop-in is what systemd accepts.
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc::{self, Receiver};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use kawrap_integration::netns::{self, KillOnDrop, NetnsPair, SERVER_ADDR};
+use kawrap_integration::netns::{expect_line, spawn_with_lines};
+use kawrap_integration::servers::free_port;
 use kawrap_integration::ss::{self, SsLine};
 use kawrap_integration::{is_root, kawrap_bin, poll, shim_path, skip_unless};
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_blocking_client");
 const PROBE: &str = env!("CARGO_BIN_EXE_kaprobe");
-
-/// A port nobody listens on right now (bound, read, released).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("bind a free port").port()
-}
-
-/// Spawns `cmd` with stdout piped; its lines arrive on the receiver.
-fn spawn_with_lines(mut cmd: Command) -> (KillOnDrop, Receiver<String>) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (KillOnDrop(child), rx)
-}
-
-/// Waits for the line `want`; panics with everything seen if it does not come.
-fn expect_line(lines: &Receiver<String>, want: &str, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut seen = Vec::new();
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match lines.recv_timeout(left) {
-            Ok(line) if line == want => return,
-            Ok(line) => seen.push(line),
-            Err(_) => break,
-        }
-    }
-    panic!("{what} never printed {want:?}; output: {seen:?}");
-}
 
 /// A `blocking_client --listen` server on loopback.
 fn loopback_server(port: u16) -> KillOnDrop {
