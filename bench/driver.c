@@ -15,6 +15,7 @@
  * absent) and fails otherwise; the driver fails if any run fails.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <gnu/libc-version.h>
@@ -454,32 +455,46 @@ static int have_valgrind;
 
 /* Instructions callgrind counts in a run of `program` (with `env`): only
  * inside `function` (inclusive of what it calls) if not NULL, else the
- * whole process. User space only. */
+ * whole process and every program it execs (a wrapper script's exec of the
+ * real binary loads the shim again). User space only. */
 static double callgrind(char *const program[], char **env, const char *function, const char *scratch) {
-    char valgrind[4096], out[4200], toggle[160], out_option[4300];
+    char valgrind[4096], out_option[4300], toggle[160];
     snprintf(valgrind, sizeof valgrind, "%s", which("valgrind"));
-    snprintf(out, sizeof out, "%s/callgrind.out", scratch);
-    snprintf(out_option, sizeof out_option, "--callgrind-out-file=%s", out);
+    /* One file per process (%p), all summed. */
+    snprintf(out_option, sizeof out_option, "--callgrind-out-file=%s/callgrind.out.%%p", scratch);
     snprintf(toggle, sizeof toggle, "--toggle-collect=%s", function ? function : "");
     char *argv[32] = {valgrind, "--tool=callgrind", out_option};
     int n = 3;
     if (function) {
         argv[n++] = "--collect-atstart=no";
         argv[n++] = toggle;
-    }
+    } else argv[n++] = "--trace-children=yes";
     for (int i = 0; program[i] && n < 31; i++) argv[n++] = program[i];
     argv[n] = NULL;
     struct child c = start(argv, env, 0, 0, 0);
     finish(&c, "valgrind --tool=callgrind");
-    FILE *f = fopen(out, "r");
-    if (!f) fail("callgrind wrote no %s", out);
-    char line[512];
-    double total = -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "totals: %lf", &total) == 1 || sscanf(line, "summary: %lf", &total) == 1) break;
-    fclose(f);
-    unlink(out);
-    if (total < 0) fail("no totals in callgrind output for %s %s", program[0], function ? function : "");
+    DIR *dir = opendir(scratch);
+    if (!dir) fail("opendir %s: %s", scratch, strerror(errno));
+    double total = 0;
+    int files = 0;
+    for (struct dirent *entry; (entry = readdir(dir));) {
+        if (strncmp(entry->d_name, "callgrind.out.", 14)) continue;
+        char path[4400], line[512];
+        snprintf(path, sizeof path, "%s/%s", scratch, entry->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f) fail("open %s: %s", path, strerror(errno));
+        double this_one = -1;
+        while (fgets(line, sizeof line, f))
+            if (sscanf(line, "totals: %lf", &this_one) == 1 || sscanf(line, "summary: %lf", &this_one) == 1)
+                break;
+        fclose(f);
+        unlink(path);
+        if (this_one < 0) fail("no totals in %s", path);
+        total += this_one;
+        files++;
+    }
+    closedir(dir);
+    if (!files) fail("callgrind wrote nothing for %s %s", program[0], function ? function : "");
     return total;
 }
 
@@ -505,21 +520,27 @@ static void measure_count(struct count *c, const char *scratch) {
     fputc('\n', stderr);
 }
 
-/* Whole-process instructions of `true` per preload: the loader's and
- * the constructor's work, which the wall-clock numbers cannot separate. */
-static int measure_true(double counts[PRELOADS], const char *scratch) {
-    char *path = which("true");
-    if (!path) return 0;
+/* Whole-command instructions per preload: the loader's and the
+ * constructor's work, which wall-clock numbers cannot separate from noise. */
+struct exec_count {
+    const char *program, *arg;
+    int available;
+    double counts[PRELOADS];
+};
+
+static void measure_exec(struct exec_count *e, const char *scratch) {
+    char *path = which(e->program);
+    if (!path) return;
     char full[4096];
     snprintf(full, sizeof full, "%s", path);
-    char *program[] = {full, NULL};
-    fprintf(stderr, "  callgrind: %-33s", "exec true");
+    char *program[] = {full, (char *)e->arg, NULL};
+    fprintf(stderr, "  callgrind: exec %-28s", e->program);
     for (int p = 0; p < PRELOADS; p++) {
-        counts[p] = callgrind(program, preload_env((enum preload)p), NULL, scratch);
+        e->counts[p] = callgrind(program, preload_env((enum preload)p), NULL, scratch);
         fputc('.', stderr);
     }
     fputc('\n', stderr);
-    return 1;
+    e->available = 1;
 }
 
 /* ---------- output ---------- */
@@ -619,11 +640,11 @@ int main(int argc, char **argv) {
         {.name = "connect()", .mode = "conn", .function = "step_connect", .calls_per_iteration = 1},
         {.name = "whole connect cycle", .mode = "conn", .function = "conn_cycle", .calls_per_iteration = 1},
     };
-    double true_counts[PRELOADS] = {0};
-    int have_true_counts = 0;
+    static struct exec_count execs[3] = {
+        {.program = "true"}, {.program = "curl", .arg = "--version"}, {.program = "psql", .arg = "--version"}};
     if (have_valgrind) {
         for (int i = 0; i < 4; i++) measure_count(&counts[i], scratch);
-        have_true_counts = measure_true(true_counts, scratch);
+        for (int i = 0; i < 3; i++) measure_exec(&execs[i], scratch);
     }
     else fprintf(stderr, "  callgrind: skipped (valgrind not installed)\n");
     rmdir(scratch);
@@ -690,12 +711,19 @@ int main(int argc, char **argv) {
                 r->fault_stats[EMPTY_SO].median,
                 r->fault_stats[SHIM].median, target_ratio, target_added_ms, verdict(holds), why);
     }
-    if (have_true_counts)
-        fprintf(out, "\nUser-space instructions to run `true` (callgrind, whole process): no preload %.0f, "
-                     "empty .so %.0f, kawrap %.0f (%+.0f over the empty .so: relocation, symbol lookup, "
-                     "the constructor reading KAWRAP_* and resolving 5 symbols).\n",
-                true_counts[WITHOUT], true_counts[EMPTY_SO], true_counts[SHIM],
-                true_counts[SHIM] - true_counts[EMPTY_SO]);
+    if (have_valgrind) {
+        fprintf(out, "\nUser-space instructions of the whole command (callgrind, following execs): the loader "
+                     "and the constructor (reads KAWRAP_*, resolves 5 symbols).\n\n");
+        fprintf(out, "| command | no preload | empty .so preloaded | kawrap | kawrap − empty .so |\n");
+        fprintf(out, "|---|---|---|---|---|\n");
+        for (int i = 0; i < 3; i++)
+            if (execs[i].available)
+                fprintf(out, "| `%s%s%s` | %.0f | %.0f | %.0f | %+.0f (%+.2f%%) |\n", execs[i].program,
+                        execs[i].arg ? " " : "", execs[i].arg ? execs[i].arg : "", execs[i].counts[WITHOUT],
+                        execs[i].counts[EMPTY_SO], execs[i].counts[SHIM],
+                        execs[i].counts[SHIM] - execs[i].counts[EMPTY_SO],
+                        100 * (execs[i].counts[SHIM] - execs[i].counts[EMPTY_SO]) / execs[i].counts[WITHOUT]);
+    }
     if (have_valgrind) {
         fprintf(out, "\nUser-space instructions per call (callgrind, inclusive; kernel work not "
                      "counted).\n\n");
@@ -781,10 +809,14 @@ int main(int argc, char **argv) {
                     i < 3 ? "," : "");
         fprintf(j, "  },\n");
     }
-    if (have_true_counts)
-        fprintf(j,
-                "  \"instructions_exec_true\": {\"without\": %.0f, \"empty_so\": %.0f, \"kawrap\": %.0f},\n",
-                true_counts[WITHOUT], true_counts[EMPTY_SO], true_counts[SHIM]);
+    fprintf(j, "  \"instructions_exec\": {");
+    for (int i = 0, first = 1; i < 3; i++)
+        if (execs[i].available) {
+            fprintf(j, "%s\"%s\": {\"without\": %.0f, \"empty_so\": %.0f, \"kawrap\": %.0f}", first ? "" : ", ",
+                    execs[i].program, execs[i].counts[WITHOUT], execs[i].counts[EMPTY_SO], execs[i].counts[SHIM]);
+            first = 0;
+        }
+    fprintf(j, "},\n");
     fprintf(j, "  \"size\": {\"file_bytes\": %ld, \"stripped_bytes\": %s%ld, \"target_bytes\": %ld},\n",
             size.file_bytes, "", size.stripped_measured ? size.stripped_bytes : -1, target_size);
     fprintf(j, "  \"memory_kb\": {");
