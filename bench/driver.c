@@ -543,6 +543,82 @@ static void measure_exec(struct exec_count *e, const char *scratch) {
     e->available = 1;
 }
 
+/* ---------- syscalls (strace) ---------- */
+
+#define MAX_SYSCALLS 64
+
+/* Syscalls per iteration of one loop, by name, for each variant. */
+struct syscalls {
+    const char *mode;
+    int names;
+    char name[MAX_SYSCALLS][64];
+    double per_iteration[VARIANTS][MAX_SYSCALLS];
+    double total[VARIANTS];
+};
+
+static int have_strace;
+
+static int syscall_index(struct syscalls *s, const char *name) {
+    for (int i = 0; i < s->names; i++)
+        if (!strcmp(s->name[i], name)) return i;
+    if (s->names == MAX_SYSCALLS) fail("more than %d distinct syscalls", MAX_SYSCALLS);
+    snprintf(s->name[s->names], sizeof s->name[0], "%s", name);
+    return s->names++;
+}
+
+/* Adds `sign` x the calls of each syscall in a `strace -c` run of the
+ * client to `counts` (indexed like s->name). */
+static void strace_counts(struct syscalls *s, enum variant v, long iterations, double sign, double *counts,
+                          const char *scratch) {
+    char strace[4096], out[4200], n[32];
+    snprintf(strace, sizeof strace, "%s", which("strace"));
+    snprintf(out, sizeof out, "%s/strace.out", scratch);
+    snprintf(n, sizeof n, "%ld", iterations);
+    char *argv[] = {strace, "-f", "-c", "-U", "calls,name", "-o", out, (char *)client_path, (char *)s->mode,
+                    (char *)variant_names[v], n, NULL};
+    struct child c = start(argv, v == KAWRAP ? env_with : env_without, 0, 1, 0);
+    finish(&c, "strace -c");
+    FILE *f = fopen(out, "r");
+    if (!f) fail("strace wrote no %s", out);
+    char line[256], name[64];
+    double calls;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, " %lf %63s", &calls, name) == 2 && strcmp(name, "total"))
+            counts[syscall_index(s, name)] += sign * calls;
+    fclose(f);
+    unlink(out);
+}
+
+/* Two runs of different lengths: the difference is the loop's own calls. */
+static void measure_syscalls(struct syscalls *s, const char *scratch) {
+    const long short_run = 1000, long_run = 3000;
+    fprintf(stderr, "  strace: %-36s", s->mode);
+    for (int v = 0; v < VARIANTS; v++) {
+        double counts[MAX_SYSCALLS] = {0};
+        strace_counts(s, (enum variant)v, long_run, 1, counts, scratch);
+        strace_counts(s, (enum variant)v, short_run, -1, counts, scratch);
+        s->total[v] = 0;
+        for (int i = 0; i < MAX_SYSCALLS; i++) {
+            s->per_iteration[v][i] = counts[i] / (double)(long_run - short_run);
+            s->total[v] += s->per_iteration[v][i];
+        }
+        fputc('.', stderr);
+    }
+    fputc('\n', stderr);
+}
+
+/* "socket 1, setsockopt 4, close 1" for the calls of variant `v` (only
+ * those made at least once per 10 iterations). */
+static void syscall_list(const struct syscalls *s, enum variant v, char *buffer, size_t size) {
+    buffer[0] = '\0';
+    for (int i = 0; i < s->names; i++) {
+        double count = s->per_iteration[v][i];
+        if (count < 0.1) continue;
+        size_t used = strlen(buffer);
+        snprintf(buffer + used, size - used, "%s%s %.3g", used ? ", " : "", s->name[i], count);
+    }
+}
+
 /* ---------- output ---------- */
 
 static void machine_line(char *buffer, size_t size) {
@@ -634,6 +710,12 @@ int main(int argc, char **argv) {
     measure_memory(&memory, 1000, quick ? 3 : 5);
 
     /* Instruction counts. */
+    static struct syscalls syscalls[2] = {{.mode = "sock"}, {.mode = "conn"}};
+    have_strace = which("strace") != NULL;
+    if (have_strace)
+        for (int i = 0; i < 2; i++) measure_syscalls(&syscalls[i], scratch);
+    else fprintf(stderr, "  strace: skipped (strace not installed)\n");
+
     static struct count counts[4] = {
         {.name = "socket()", .mode = "sock", .function = "step_socket", .calls_per_iteration = 1},
         {.name = "close()", .mode = "sock", .function = "step_close", .calls_per_iteration = 1},
@@ -724,6 +806,19 @@ int main(int argc, char **argv) {
                         execs[i].counts[SHIM] - execs[i].counts[EMPTY_SO],
                         100 * (execs[i].counts[SHIM] - execs[i].counts[EMPTY_SO]) / execs[i].counts[WITHOUT]);
     }
+    if (have_strace) {
+        fprintf(out, "\nSyscalls per iteration (strace -c, difference of a 3000- and a 1000-iteration run).\n\n");
+        fprintf(out, "| loop | no keepalive | inline setsockopt | kawrap |\n|---|---|---|---|\n");
+        for (int i = 0; i < 2; i++) {
+            char list[512];
+            fprintf(out, "| %s |", syscalls[i].mode);
+            for (int v = 0; v < VARIANTS; v++) {
+                syscall_list(&syscalls[i], (enum variant)v, list, sizeof list);
+                fprintf(out, " %.3g: %s |", syscalls[i].total[v], list);
+            }
+            fputc('\n', out);
+        }
+    }
     if (have_valgrind) {
         fprintf(out, "\nUser-space instructions per call (callgrind, inclusive; kernel work not "
                      "counted).\n\n");
@@ -808,6 +903,26 @@ int main(int argc, char **argv) {
                     counts[i].per_call[NONE], counts[i].per_call[INLINE], counts[i].per_call[KAWRAP],
                     i < 3 ? "," : "");
         fprintf(j, "  },\n");
+    }
+    fprintf(j, "  \"syscalls_per_iteration\": ");
+    if (!have_strace) fprintf(j, "null,\n");
+    else {
+        fprintf(j, "{");
+        for (int i = 0; i < 2; i++) {
+            fprintf(j, "%s\"%s\": {", i ? ", " : "", syscalls[i].mode);
+            for (int v = 0; v < VARIANTS; v++) {
+                fprintf(j, "%s\"%s\": {", v ? ", " : "", variant_names[v]);
+                for (int k = 0, first = 1; k < syscalls[i].names; k++)
+                    if (syscalls[i].per_iteration[v][k] >= 0.1) {
+                        fprintf(j, "%s\"%s\": %.3f", first ? "" : ", ", syscalls[i].name[k],
+                                syscalls[i].per_iteration[v][k]);
+                        first = 0;
+                    }
+                fprintf(j, "}");
+            }
+            fprintf(j, "}");
+        }
+        fprintf(j, "},\n");
     }
     fprintf(j, "  \"instructions_exec\": {");
     for (int i = 0, first = 1; i < 3; i++)

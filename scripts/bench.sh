@@ -8,7 +8,7 @@
 #     --rounds   interleaved rounds per loop benchmark (default 15)
 #     --strict   exit 1 if a target is missed (default: report only)
 #
-# Needs cc (which cargo needs anyway); valgrind, strip, curl and psql are
+# Needs cc (which cargo needs anyway); valgrind, strace, strip, curl and psql are
 # used when present and reported as skipped otherwise. See bench/README.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
