@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use kawrap_core::Config;
 
-use crate::cli::Settings;
+use crate::cli::Keepalive;
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
 
@@ -32,7 +32,7 @@ pub enum BpfAction {
         #[arg(long, value_name = "PATH")]
         cgroup: PathBuf,
         #[command(flatten)]
-        keepalive: KeepaliveArgs,
+        keepalive: Keepalive,
     },
     /// Detach from a cgroup; existing connections keep their settings
     Detach {
@@ -46,37 +46,6 @@ pub enum BpfAction {
         #[arg(long)]
         json: bool,
     },
-}
-
-/// The profile, rules and policy, as for the launcher (no library, no log:
-/// nothing is preloaded).
-#[derive(Debug, Args)]
-pub struct KeepaliveArgs {
-    /// Keepalive profile: a built-in name or IDLE/INTVL/CNT[/UT] (see `kawrap --help`)
-    #[arg(short, long, value_name = "PROFILE", default_value = "recommended")]
-    pub profile: String,
-    /// A different profile for some destinations: DEST=PROFILE, repeatable
-    #[arg(short, long = "rule", value_name = "DEST=PROFILE")]
-    pub rules: Vec<String>,
-    /// `respect` (the program's own keepalive settings stand) or `force`
-    #[arg(long, value_name = "POLICY", default_value = "respect")]
-    pub policy: String,
-    /// Add TCP_USER_TIMEOUT to --profile: `auto`, milliseconds, or a duration (`450s`)
-    #[arg(long, value_name = "UT")]
-    pub user_timeout: Option<String>,
-}
-
-impl KeepaliveArgs {
-    fn config(&self) -> Result<Config, Error> {
-        crate::launch::checked_config(&Settings {
-            profile: self.profile.clone(),
-            rules: self.rules.clone(),
-            policy: self.policy.clone(),
-            user_timeout: self.user_timeout.clone(),
-            log: None,
-            lib: None,
-        })
-    }
 }
 
 pub const LONG_ABOUT: &str = "\
@@ -100,7 +69,9 @@ attach PID` for those).";
 /// `kawrap bpf …`.
 pub fn run(args: &BpfArgs) -> Result<ExitCode, Error> {
     match &args.action {
-        BpfAction::Attach { cgroup, keepalive } => imp::attach(cgroup, &keepalive.config()?),
+        BpfAction::Attach { cgroup, keepalive } => {
+            imp::attach(cgroup, &crate::launch::checked_config(keepalive)?)
+        }
         BpfAction::Detach { cgroup } => imp::detach(cgroup),
         BpfAction::Status { json } => imp::status(*json),
     }

@@ -124,9 +124,27 @@ pub struct LaunchArgs {
 #[derive(Clone, Debug, Args)]
 #[command(next_help_heading = "Keepalive settings")]
 pub struct Settings {
+    /// What every TCP socket gets.
+    #[command(flatten)]
+    pub keepalive: Keepalive,
+
+    /// Append one line per socket kawrap changes to FILE (made absolute, created if missing)
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+
+    /// The libkawrap.so to preload [default: next to the kawrap binary, then
+    /// ../lib/kawrap/ from it]
+    #[arg(long, value_name = "PATH", env = "KAWRAP_LIB", hide_env_values = true)]
+    pub lib: Option<PathBuf>,
+}
+
+/// The profile, rules, policy and user timeout: the same for the shim and
+/// for the eBPF mode.
+#[derive(Clone, Debug, Args)]
+pub struct Keepalive {
     /// Keepalive profile for every TCP connection: a built-in name or IDLE/INTVL/CNT[/UT]
     ///
-    /// Built-in names: see the table below or `kawrap profiles`. IDLE is the seconds of
+    /// Built-in names: `kawrap profiles` lists them, with your own. IDLE is the seconds of
     /// silence before the first probe, INTVL the seconds between probes, CNT the unanswered
     /// probes before the connection is dropped (IDLE and INTVL 1..=32767, CNT 1..=127).
     /// UT, optional, is TCP_USER_TIMEOUT: `auto`, milliseconds, or a duration like `450s`.
@@ -155,15 +173,6 @@ pub struct Settings {
     /// kernel's default (off).
     #[arg(long, value_name = "UT")]
     pub user_timeout: Option<String>,
-
-    /// Append one line per socket kawrap changes to FILE (made absolute, created if missing)
-    #[arg(long, value_name = "FILE")]
-    pub log: Option<PathBuf>,
-
-    /// The libkawrap.so to preload [default: next to the kawrap binary, then
-    /// ../lib/kawrap/ from it]
-    #[arg(long, value_name = "PATH", env = "KAWRAP_LIB", hide_env_values = true)]
-    pub lib: Option<PathBuf>,
 }
 
 const LONG_ABOUT: &str = "\
@@ -300,14 +309,14 @@ mod tests {
     #[test]
     fn everything_after_the_command_belongs_to_it() {
         let cli = parse_from(["kawrap", "-p", "ssh", "sh", "-c", "exit 7", "--profile", "x"]).unwrap();
-        assert_eq!(cli.launch.settings.profile, "ssh");
+        assert_eq!(cli.launch.settings.keepalive.profile, "ssh");
         assert_eq!(cli.launch.command, ["sh", "-c", "exit 7", "--profile", "x"]);
     }
 
     #[test]
     fn rules_accumulate() {
         let cli = parse_from(["kawrap", "--rule", ":1=ssh", "-r", ":2=ssh,:3=ssh", "true"]).unwrap();
-        assert_eq!(cli.launch.settings.rules, [":1=ssh", ":2=ssh,:3=ssh"]);
+        assert_eq!(cli.launch.settings.keepalive.rules, [":1=ssh", ":2=ssh,:3=ssh"]);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::process::Command;
 
 use kawrap_core::{Config, Policy, Rules, UserTimeout};
 
-use crate::cli::{LaunchArgs, Settings};
+use crate::cli::{Keepalive, LaunchArgs, Settings};
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
 use crate::output::{shell_quote, write_stdout};
@@ -50,7 +50,7 @@ pub fn run(args: &LaunchArgs) -> Result<ExitCode, Error> {
     };
     if args.bpf {
         // Nothing is preloaded: the kernel applies the same configuration.
-        let config = checked_config(&args.settings)?;
+        let config = checked_config(&args.settings.keepalive)?;
         let program = find_command(name)?;
         return crate::bpf::launch(&config, name, &program, rest);
     }
@@ -93,7 +93,7 @@ pub fn run(args: &LaunchArgs) -> Result<ExitCode, Error> {
 
 /// Checks the settings with kawrap-core and computes the environment.
 pub fn env_plan(settings: &Settings) -> Result<EnvPlan, Error> {
-    let checked = check_settings(settings)?;
+    let checked = check_settings(&settings.keepalive)?;
     let log = settings.log.as_deref().map(absolute_log_path).transpose()?;
     let lib = find_lib(settings.lib.as_deref())?;
     let preload = preload_value(&lib, env::var_os("LD_PRELOAD").as_deref());
@@ -130,11 +130,11 @@ struct CheckedSettings {
 }
 
 /// The configuration the settings mean, checked exactly as for the shim.
-pub fn checked_config(settings: &Settings) -> Result<Config, Error> {
+pub fn checked_config(settings: &Keepalive) -> Result<Config, Error> {
     Ok(check_settings(settings)?.config)
 }
 
-fn check_settings(settings: &Settings) -> Result<CheckedSettings, Error> {
+fn check_settings(settings: &Keepalive) -> Result<CheckedSettings, Error> {
     // Built-in names and numbers, then the user's own names (profiles.toml).
     let mut profile = crate::user_profiles::resolve_profile(&settings.profile)?;
     if let Some(text) = &settings.user_timeout {
@@ -484,14 +484,12 @@ mod tests {
         assert!(preloadable(PathBuf::from("/ab/libkawrap.so")).is_ok());
     }
 
-    fn settings(profile: &str, rules: &[&str], policy: &str, user_timeout: Option<&str>) -> Settings {
-        Settings {
+    fn settings(profile: &str, rules: &[&str], policy: &str, user_timeout: Option<&str>) -> Keepalive {
+        Keepalive {
             profile: profile.to_owned(),
             rules: rules.iter().map(|r| r.to_string()).collect(),
             policy: policy.to_owned(),
             user_timeout: user_timeout.map(str::to_owned),
-            log: None,
-            lib: None,
         }
     }
 
