@@ -77,6 +77,11 @@ static SLOT: Slot = Slot(UnsafeCell::new(MaybeUninit::uninit()));
 /// middle of it) does not wait: it reads the environment itself for this
 /// call and uses that copy.
 pub(crate) fn with<R>(f: impl FnOnce(&Loaded) -> R) -> R {
+    // A plain load first: once loaded, every hook call is a read of a
+    // shared cache line, never a write threads would contend for.
+    if STATE.load(Ordering::Acquire) == READY {
+        return f(ready());
+    }
     match STATE.compare_exchange(UNLOADED, LOADING, Ordering::Acquire, Ordering::Acquire) {
         Ok(_) => {
             let loaded = load();
