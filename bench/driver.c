@@ -677,8 +677,10 @@ int main(int argc, char **argv) {
     if (quick) rounds = 5;
     build_environments();
     have_valgrind = which("valgrind") != NULL;
-    char scratch[] = "/tmp/kawrap-bench.XXXXXX";
-    if (!mkdtemp(scratch)) fail("mkdtemp: %s", strerror(errno));
+    char scratch[4096];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(scratch, sizeof scratch, "%s/kawrap-bench.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(scratch)) fail("mkdtemp in %s: %s", tmp && *tmp ? tmp : "/tmp", strerror(errno));
 
     char machine[512];
     machine_line(machine, sizeof machine);
