@@ -91,11 +91,19 @@ pub(crate) fn claim() {
 }
 
 /// `close(fd)`: forget the entry, unless this is a vfork child writing
-/// into its parent's table. Descriptors the shim knows nothing about cost
-/// no syscall.
+/// into its parent's table. Only entries holding the program's own
+/// settings cost a syscall (getpid) to tell.
 pub(crate) fn forget(fd: c_int) {
     let Some(slot) = slot(fd) else { return };
-    if slot.load(Ordering::Relaxed) == 0 {
+    let value = slot.load(Ordering::Relaxed);
+    if value == 0 {
+        return;
+    }
+    // Only the program's own option bits would be lost for good if a vfork
+    // child wiped them; anything else the shim works out again with
+    // getsockopt at the next use. So only those entries cost a getpid.
+    if value & PROGRAM_SET_MASK == 0 {
+        slot.store(0, Ordering::Relaxed);
         return;
     }
     let owner = OWNER.load(Ordering::Relaxed);
