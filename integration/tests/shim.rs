@@ -283,3 +283,22 @@ fn log_has_one_line_per_socket_with_what_was_applied() {
     assert!(lines.iter().all(|l| l.starts_with("kawrap pid=")));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn the_shim_exports_only_its_hooks_and_stays_small() {
+    let shim = kawrap_integration::shim_path();
+    let size = std::fs::metadata(&shim).unwrap().len();
+    assert!(size <= 64 * 1024, "libkawrap.so is {size} bytes; the budget is 64 KiB");
+    let nm = std::process::Command::new("nm").args(["-D", "--defined-only"]).arg(&shim).output();
+    let Ok(nm) = nm else {
+        kawrap_integration::skip_unless(false, "nm (binutils) not installed");
+        return;
+    };
+    let text = String::from_utf8_lossy(&nm.stdout);
+    let mut exported: Vec<&str> =
+        text.lines().filter(|l| l.contains(" T ")).filter_map(|l| l.split_whitespace().last()).collect();
+    exported.sort_unstable();
+    assert_eq!(exported, ["close", "connect", "listen", "setsockopt", "socket"]);
+    let sections = std::process::Command::new("readelf").args(["-SW"]).arg(&shim).output().unwrap();
+    assert!(!String::from_utf8_lossy(&sections.stdout).contains(".symtab"), "the release shim is stripped");
+}
