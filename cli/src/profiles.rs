@@ -1,6 +1,6 @@
 //! `kawrap profiles`: the built-in profiles and the user's own
 //! (profiles.toml), for people or as JSON.
-use kawrap_core::{BUILTIN_PROFILES, NamedProfile};
+use kawrap_core::{BUILTIN_PROFILES, KeepaliveProfile, NamedProfile};
 use serde::Serialize;
 
 use crate::cli::ProfilesArgs;
@@ -25,37 +25,33 @@ struct ProfileRecord {
     source: String,
 }
 
-impl From<&NamedProfile> for ProfileRecord {
-    fn from(named: &NamedProfile) -> Self {
-        let profile = &named.profile;
+impl ProfileRecord {
+    fn new(name: String, profile: &KeepaliveProfile, purpose: String, source: String) -> Self {
         ProfileRecord {
-            name: named.name.to_owned(),
+            name,
             idle_secs: profile.idle_secs(),
             interval_secs: profile.interval_secs(),
             count: profile.count(),
             user_timeout_ms: profile.user_timeout_ms(),
             detection_secs: profile.detection_secs(),
             detection_time: profile.detection_time().to_string(),
-            purpose: named.purpose.to_owned(),
-            source: "built-in".to_owned(),
+            purpose,
+            source,
         }
+    }
+}
+
+impl From<&NamedProfile> for ProfileRecord {
+    fn from(named: &NamedProfile) -> Self {
+        let (name, purpose) = (named.name.to_owned(), named.purpose.to_owned());
+        ProfileRecord::new(name, &named.profile, purpose, "built-in".to_owned())
     }
 }
 
 impl From<&UserProfile> for ProfileRecord {
     fn from(user: &UserProfile) -> Self {
-        let profile = &user.profile;
-        ProfileRecord {
-            name: user.name.clone(),
-            idle_secs: profile.idle_secs(),
-            interval_secs: profile.interval_secs(),
-            count: profile.count(),
-            user_timeout_ms: profile.user_timeout_ms(),
-            detection_secs: profile.detection_secs(),
-            detection_time: profile.detection_time().to_string(),
-            purpose: user.description.clone().unwrap_or_default(),
-            source: user.source.display().to_string(),
-        }
+        let purpose = user.description.clone().unwrap_or_default();
+        ProfileRecord::new(user.name.clone(), &user.profile, purpose, user.source.display().to_string())
     }
 }
 
