@@ -163,6 +163,9 @@ fn set_line(script: &mut Vec<u8>, shell: Shell, var: &str, value: &OsStr) {
         Shell::Fish => {
             script.extend_from_slice(format!("set -gx {var} ").as_bytes());
             script.extend_from_slice(&fish_quote(value));
+            // `eval (kawrap env …)` joins the lines with spaces: each
+            // command ends itself, so both that and `| source` work.
+            script.push(b';');
         }
     }
     script.push(b'\n');
@@ -171,9 +174,10 @@ fn set_line(script: &mut Vec<u8>, shell: Shell, var: &str, value: &OsStr) {
 fn unset_line(script: &mut Vec<u8>, shell: Shell, var: &str) {
     let line = match shell {
         Shell::Sh => format!("unset {var}\n"),
-        // `set -e` of an unset variable fails, and fails the whole `| source`
-        // line's status: only erase what exists.
-        Shell::Fish => format!("set -q {var}; and set -e {var}\n"),
+        // `set -e` of an unset variable fails, and so would `set -q X; and
+        // …`, failing the whole `| source` or `eval`: an `if` that takes
+        // no branch succeeds.
+        Shell::Fish => format!("if set -q {var}; set -e {var}; end;\n"),
     };
     script.extend_from_slice(line.as_bytes());
 }
@@ -349,9 +353,9 @@ mod tests {
     #[test]
     fn fish_script() {
         let script = String::from_utf8(shell_script(Shell::Fish, &plan())).unwrap();
-        assert!(script.starts_with("set -gx LD_PRELOAD '/usr/lib/kawrap/libkawrap.so:/opt/other.so'\n"));
-        assert!(script.contains("set -gx KAWRAP_PROFILE '300/30/5'\n"));
-        assert!(script.ends_with("set -q KAWRAP_DISABLE; and set -e KAWRAP_DISABLE\n"));
+        assert!(script.starts_with("set -gx LD_PRELOAD '/usr/lib/kawrap/libkawrap.so:/opt/other.so';\n"));
+        assert!(script.contains("set -gx KAWRAP_PROFILE '300/30/5';\n"));
+        assert!(script.ends_with("if set -q KAWRAP_DISABLE; set -e KAWRAP_DISABLE; end;\n"));
         assert_eq!(fish_quote(OsStr::new(r"it's a\b")), br"'it\'s a\\b'");
     }
 

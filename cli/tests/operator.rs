@@ -148,7 +148,7 @@ fn env_prepends_the_library_once_and_writes_numbers() {
     assert!(out.stdout().contains("unset KAWRAP_DISABLE"), "{}", out.stdout());
 
     let out = env.kawrap().args(["env", "--shell", "fish", "-p", "ssh", "--lib"]).args([&lib]).run().code(0);
-    assert!(out.stdout().contains("set -gx KAWRAP_PROFILE '60/60/5'\n"), "{}", out.stdout());
+    assert!(out.stdout().contains("set -gx KAWRAP_PROFILE '60/60/5';\n"), "{}", out.stdout());
 }
 
 #[test]

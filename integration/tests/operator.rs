@@ -310,6 +310,33 @@ exec "$PROBE" socket:inet:stream print"#
 }
 
 #[test]
+fn env_output_for_fish_sets_up_a_real_fish_and_undoes_it() {
+    let have = Command::new("fish").arg("--version").output().is_ok_and(|o| o.status.success());
+    if skip_unless(have, "needs fish (package fish)") {
+        return;
+    }
+    let script = r#"eval ("$KAWRAP" env --shell fish --profile 2/1/3); or exit 99
+"$PROBE" socket:inet:stream print
+"$KAWRAP" env --shell fish --unset | source; or exit 98
+echo "profile=$KAWRAP_PROFILE preload=$LD_PRELOAD"
+"$PROBE" socket:inet:stream print"#;
+    let mut fish = Command::new("fish");
+    fish.args(["--no-config", "-c", script]).env("KAWRAP", kawrap_bin()).env("PROBE", PROBE);
+    for var in
+        ["LD_PRELOAD", "KAWRAP_PROFILE", "KAWRAP_RULES", "KAWRAP_POLICY", "KAWRAP_LOG", "KAWRAP_DISABLE"]
+    {
+        fish.env_remove(var);
+    }
+    let output = fish.output().expect("run fish");
+    assert!(output.status.success(), "{}", describe(&output));
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[1], "keepalive=1 idle=2 intvl=1 cnt=3 ut=0", "{text}");
+    assert_eq!(lines[2], "profile= preload=", "{text}");
+    assert!(lines[4].starts_with("keepalive=0 "), "{text}");
+}
+
+#[test]
 fn systemd_drop_in_is_accepted_by_systemd() {
     let have = Command::new("systemd-analyze").arg("--version").output().is_ok_and(|o| o.status.success());
     if skip_unless(have, "needs systemd-analyze (package systemd)") {
