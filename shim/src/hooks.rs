@@ -3,7 +3,7 @@
 //! saved and restored around it.
 use core::ffi::{c_int, c_void};
 
-use kawrap_core::{Config, Destination, KeepaliveProfile, Policy};
+use kawrap_core::{Config, KeepaliveProfile, Policy};
 use libc::{sockaddr, socklen_t};
 
 use crate::fds::{self, Choice};
@@ -30,7 +30,7 @@ pub unsafe extern "C" fn socket(domain: c_int, kind: c_int, protocol: c_int) -> 
                 return;
             }
             fds::reset(fd);
-            apply_profile(loaded, fd, log::Event::Socket, None);
+            apply_profile(loaded, fd, log::Event::Socket);
         });
     }
     fd
@@ -55,7 +55,7 @@ pub unsafe extern "C" fn connect(fd: c_int, address: *const sockaddr, length: so
                 return;
             }
             if let Some(dest) = sys::read_destination(address, length) {
-                apply_profile(loaded, fd, log::Event::Connect(dest), Some(&dest));
+                apply_profile(loaded, fd, log::Event::Connect(dest));
             }
         });
     }
@@ -73,7 +73,7 @@ pub unsafe extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
         let _errno = ErrnoGuard::save();
         config::with(|loaded| {
             if loaded.config.is_some() {
-                apply_profile(loaded, fd, log::Event::Listen, None);
+                apply_profile(loaded, fd, log::Event::Listen);
             }
         });
     }
@@ -142,14 +142,19 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     sys::real_close(fd)
 }
 
-/// Applies the profile `dest` calls for (the main one when `dest` is
-/// `None`) to `fd`, unless it is already applied or `fd` is not TCP.
-fn apply_profile(loaded: &config::Loaded, fd: c_int, event: log::Event, dest: Option<&Destination>) {
+/// Applies the profile `event` calls for (a connect's destination may
+/// match a rule; otherwise the main profile) to `fd`, unless it is already
+/// applied or `fd` is not TCP.
+fn apply_profile(loaded: &config::Loaded, fd: c_int, event: log::Event) {
     let Some(config) = &loaded.config else { return };
     let entry = fds::get(fd);
     if entry.is_not_tcp() {
         return;
     }
+    let dest = match &event {
+        log::Event::Connect(dest) => Some(dest),
+        log::Event::Socket | log::Event::Listen => None,
+    };
     let (choice, profile) = config.profile_for(dest);
     let previous = entry.applied();
     let needed = match event {
