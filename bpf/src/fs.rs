@@ -13,6 +13,8 @@ use crate::error::Error;
 const PRIVATE_CGROUP2: &str = "/run/kawrap/cgroup2";
 /// The conventional BPF filesystem mount, which tools such as bpftool expect.
 const BPFFS: &str = "/sys/fs/bpf";
+/// kawrap's directory on the BPF filesystem.
+const PIN_DIR: &str = "kawrap";
 
 /// One line of /proc/self/mountinfo: mount root, mount point, filesystem type.
 struct Mount {
@@ -97,24 +99,30 @@ pub(crate) fn cgroup2_root() -> Result<PathBuf, Error> {
     Ok(point)
 }
 
-/// The BPF filesystem kawrap pins to, mounting it at /sys/fs/bpf if no
-/// BPF filesystem is mounted.
-pub(crate) fn bpffs_root() -> Result<PathBuf, Error> {
-    let all = mounts()?;
-    let bpf: Vec<&Mount> = all.iter().filter(|m| m.fstype == "bpf").collect();
-    if let Some(m) = bpf.iter().find(|m| m.point == Path::new(BPFFS)).or(bpf.first()) {
-        return Ok(m.point.clone());
+/// kawrap's directory on the BPF filesystem (the shared socket map, and one
+/// directory per `attach`), mounting the filesystem at /sys/fs/bpf if no BPF
+/// filesystem is mounted.
+pub(crate) fn pin_root() -> Result<PathBuf, Error> {
+    if let Some(bpffs) = mounted_bpffs()? {
+        return Ok(bpffs.join(PIN_DIR));
     }
     let point = PathBuf::from(BPFFS);
     mount("bpf", &point).map_err(|e| Error::Mount { fstype: "bpf", point: point.clone(), source: e })?;
-    Ok(point)
+    Ok(point.join(PIN_DIR))
 }
 
-/// The BPF filesystem if one is mounted; `status` only reads, never mounts.
-pub(crate) fn bpffs_if_mounted() -> Option<PathBuf> {
-    let all = mounts().ok()?;
-    let bpf: Vec<&Mount> = all.iter().filter(|m| m.fstype == "bpf").collect();
-    bpf.iter().find(|m| m.point == Path::new(BPFFS)).or(bpf.first()).map(|m| m.point.clone())
+/// [`pin_root`] if a BPF filesystem is mounted; `status` and `detach` only
+/// read, never mount.
+pub(crate) fn pin_root_if_mounted() -> Option<PathBuf> {
+    Some(mounted_bpffs().ok()??.join(PIN_DIR))
+}
+
+/// The BPF filesystem at /sys/fs/bpf if one is mounted there, else the first
+/// one mounted anywhere.
+fn mounted_bpffs() -> Result<Option<PathBuf>, Error> {
+    let all = mounts()?;
+    let bpf = || all.iter().filter(|m| m.fstype == "bpf");
+    Ok(bpf().find(|m| m.point == Path::new(BPFFS)).or_else(|| bpf().next()).map(|m| m.point.clone()))
 }
 
 /// The cgroup v2 this process is in, as a directory under `root`.

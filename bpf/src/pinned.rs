@@ -24,10 +24,6 @@ use crate::sys;
 const SOCKOPS_LINK: &str = "sockops_link";
 const SETSOCKOPT_LINK: &str = "setsockopt_link";
 
-fn pin_root(bpffs: &Path) -> PathBuf {
-    bpffs.join("kawrap")
-}
-
 /// What [`attach`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttachOutcome {
@@ -50,7 +46,7 @@ pub enum AttachOutcome {
 pub fn attach(cgroup: &Path, config: &Config) -> Result<AttachOutcome, Error> {
     kfs::check_cgroup2_dir(cgroup)?;
     let cgroup_id = kfs::cgroup_id(cgroup)?;
-    let dir = pin_root(&kfs::bpffs_root()?).join(cgroup_id.to_string());
+    let dir = kfs::pin_root()?.join(cgroup_id.to_string());
     let config_pin = dir.join(CONFIG_MAP);
     if config_pin.exists() {
         let map = MapData::from_pin(&config_pin).map_err(|e| Error::from_bpf(CONFIG_MAP, &e))?;
@@ -89,8 +85,7 @@ pub fn detach(cgroup: &Path) -> Result<(), Error> {
 /// cgroup directory was removed (see [`Attachment::cgroup`]).
 pub fn detach_id(cgroup_id: u64) -> Result<(), Error> {
     let not_attached = || Error::NotAttached { path: PathBuf::from(format!("cgroup id {cgroup_id}")) };
-    let bpffs = kfs::bpffs_if_mounted().ok_or_else(not_attached)?;
-    let dir = pin_root(&bpffs).join(cgroup_id.to_string());
+    let dir = kfs::pin_root_if_mounted().ok_or_else(not_attached)?.join(cgroup_id.to_string());
     if !dir.is_dir() {
         return Err(not_attached());
     }
@@ -178,8 +173,10 @@ impl fmt::Display for Attachment {
 /// sock_ops programs each cgroup has.
 pub fn status() -> Result<Vec<Attachment>, Error> {
     let root = kfs::cgroup2_root()?;
-    let pins: BTreeSet<u64> = kfs::bpffs_if_mounted()
-        .and_then(|bpffs| fs::read_dir(pin_root(&bpffs)).ok())
+    let pin_root = kfs::pin_root_if_mounted();
+    let pins: BTreeSet<u64> = pin_root
+        .as_ref()
+        .and_then(|dir| fs::read_dir(dir).ok())
         .map(|entries| entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
         .unwrap_or_default();
 
@@ -214,9 +211,9 @@ pub fn status() -> Result<Vec<Attachment>, Error> {
     }
     // Pins whose cgroup is gone: the kernel detached the programs, the pin
     // directory remains until `detach_id`.
-    if let Some(bpffs) = kfs::bpffs_if_mounted() {
+    if let Some(pin_root) = &pin_root {
         for cgroup_id in pins.difference(&seen) {
-            let dir = pin_root(&bpffs).join(cgroup_id.to_string());
+            let dir = pin_root.join(cgroup_id.to_string());
             let config = MapData::from_pin(dir.join(CONFIG_MAP))
                 .map_err(|e| e.to_string())
                 .and_then(program::read_config_map);

@@ -53,7 +53,7 @@ impl Loaded {
         // SAFETY: setrlimit reads the struct we pass and nothing else.
         unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
 
-        let shared = kfs::bpffs_root()?.join("kawrap");
+        let shared = kfs::pin_root()?;
         fs::create_dir_all(&shared).map_err(|e| Error::io(format!("create {}", shared.display()), e))?;
         let sockets = shared.join(SOCKETS_PIN);
         let load = || EbpfLoader::new().map_pin_path(SOCKETS_MAP, sockets.as_path()).load(OBJECT);
