@@ -16,7 +16,7 @@
 use std::ffi::{CString, OsStr, OsString};
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::netns::Namespace;
 use crate::poll;
 
 /// Where Debian's PostgreSQL 15 server binaries are.
@@ -170,12 +171,28 @@ impl Client {
         cmd
     }
 
-    /// The client run as `kawrap OPTIONS… -- PROGRAM ARGS…` with the release launcher.
-    pub fn kawrap(&self, options: &[&str]) -> Command {
-        let mut cmd = Command::new(crate::kawrap_bin());
-        cmd.args(options).arg("--").arg(&self.program).args(&self.args);
+    /// [`Client::plain`] inside network namespace `ns`.
+    pub fn plain_in(&self, ns: &Namespace) -> Command {
+        let mut cmd = ns.command(&self.program);
+        cmd.args(&self.args);
         self.apply_env(&mut cmd);
         cmd
+    }
+
+    /// The client run as `kawrap OPTIONS… -- PROGRAM ARGS…` with the release launcher.
+    pub fn kawrap(&self, options: &[&str]) -> Command {
+        self.under_kawrap(Command::new(crate::kawrap_bin()), options)
+    }
+
+    /// [`Client::kawrap`] inside network namespace `ns`.
+    pub fn kawrap_in(&self, ns: &Namespace, options: &[&str]) -> Command {
+        self.under_kawrap(ns.command(crate::kawrap_bin()), options)
+    }
+
+    fn under_kawrap(&self, mut kawrap: Command, options: &[&str]) -> Command {
+        kawrap.args(options).arg("--").arg(&self.program).args(&self.args);
+        self.apply_env(&mut kawrap);
+        kawrap
     }
 
     /// The command line, for messages.
@@ -376,23 +393,33 @@ pub fn postgres_missing() -> Option<String> {
     None
 }
 
-/// A PostgreSQL 15 cluster run as user `postgres`; TCP logins on 127.0.0.1
-/// authenticate user `postgres` by password (scram-sha-256).
+/// A PostgreSQL 15 cluster run as user `postgres`; TCP logins authenticate
+/// user `postgres` by password (scram-sha-256), from loopback and from the
+/// subnets of the server's namespace (`samenet`).
 pub struct Postgres {
     daemon: Daemon,
-    /// The TCP port on 127.0.0.1.
+    /// The address the server listens on.
+    pub host: Ipv4Addr,
+    /// The TCP port.
     pub port: u16,
     password: String,
     dir: TempDir,
 }
 
 impl Postgres {
-    /// initdb + postgres in a fresh directory; panics (with the server's log) if it cannot start.
+    /// initdb + postgres on a free port of 127.0.0.1; panics (with the server's log) if it cannot start.
     pub fn start() -> Postgres {
-        start_on_free_port("PostgreSQL", Postgres::start_on)
+        start_on_free_port("PostgreSQL", |port| Postgres::start_on(None, Ipv4Addr::LOCALHOST, port))
     }
 
-    fn start_on(port: u16) -> Result<Postgres, String> {
+    /// initdb + postgres listening on `host:port` inside network namespace `ns`
+    /// (where every port is free); panics (with the server's log) if it cannot start.
+    pub fn start_in(ns: &Namespace, host: Ipv4Addr, port: u16) -> Postgres {
+        Postgres::start_on(Some(ns), host, port)
+            .unwrap_or_else(|e| panic!("could not start PostgreSQL:\n{e}"))
+    }
+
+    fn start_on(ns: Option<&Namespace>, host: Ipv4Addr, port: u16) -> Result<Postgres, String> {
         let (uid, gid) = user_ids("postgres").ok_or("no user postgres")?;
         let dir = TempDir::new("pg").map_err(|e| format!("temp dir: {e}"))?;
         dir.chown(uid, gid).map_err(|e| format!("chown {}: {e}", dir.path().display()))?;
@@ -401,24 +428,48 @@ impl Postgres {
         fs::write(&pwfile, &password).map_err(|e| format!("write {}: {e}", pwfile.display()))?;
         std::os::unix::fs::chown(&pwfile, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
         let data = dir.path().join("data");
-        let as_postgres = |program: &str| {
-            let mut cmd = Command::new(Path::new(PG_BIN).join(program));
-            cmd.uid(uid).gid(gid).current_dir(dir.path()).env("LC_ALL", "C").env_remove("LD_PRELOAD");
+        let as_postgres = |mut cmd: Command| {
+            cmd.current_dir(dir.path()).env("LC_ALL", "C").env_remove("LD_PRELOAD");
             cmd
         };
+        let mut initdb = Command::new(Path::new(PG_BIN).join("initdb"));
+        initdb.uid(uid).gid(gid);
         run_checked(
             "initdb",
-            as_postgres("initdb")
+            as_postgres(initdb)
                 .arg("-D")
                 .arg(&data)
                 .args(["-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256"])
                 .arg(format!("--pwfile={}", pwfile.display()))
                 .args(["-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions"]),
         )?;
-        let mut server = as_postgres("postgres");
+        // initdb allows TCP logins from loopback only; a server in a
+        // namespace is reached from the other end of its veth.
+        let hba = data.join("pg_hba.conf");
+        let mut rules = fs::read_to_string(&hba).map_err(|e| format!("read {}: {e}", hba.display()))?;
+        rules.push_str("host all all samenet scram-sha-256\n");
+        fs::write(&hba, rules).map_err(|e| format!("write {}: {e}", hba.display()))?;
+        let postgres = Path::new(PG_BIN).join("postgres");
+        let server = match ns {
+            None => {
+                let mut cmd = Command::new(postgres);
+                cmd.uid(uid).gid(gid);
+                cmd
+            }
+            // `ip netns exec` needs root, so the user changes after it, by
+            // setpriv (which execs: postgres stays the process Daemon
+            // signals; its PR_SET_PDEATHSIG does not survive the change).
+            Some(ns) => {
+                let mut cmd = ns.command("setpriv");
+                cmd.args([&format!("--reuid={uid}"), &format!("--regid={gid}"), "--clear-groups", "--"]);
+                cmd.arg(postgres);
+                cmd
+            }
+        };
+        let mut server = as_postgres(server);
         server.arg("-D").arg(&data).args(["-p", &port.to_string(), "-k"]).arg(dir.path()).args([
             "-c",
-            "listen_addresses=127.0.0.1",
+            &format!("listen_addresses={host}"),
             "-c",
             "fsync=off",
             "-c",
@@ -434,8 +485,13 @@ impl Postgres {
         daemon.wait_ready(|| {
             fs::read_to_string(&pidfile).is_ok_and(|t| t.lines().nth(7).is_some_and(|s| s.trim() == "ready"))
         })?;
-        let pg = Postgres { daemon, port, password, dir };
-        run_checked("psql select 1", &mut pg.psql("postgres", "select 1").plain())?;
+        let pg = Postgres { daemon, host, port, password, dir };
+        let check = pg.psql("postgres", "select 1");
+        let mut check = match ns {
+            None => check.plain(),
+            Some(ns) => check.plain_in(ns),
+        };
+        run_checked("psql select 1", &mut check)?;
         Ok(pg)
     }
 
@@ -443,7 +499,7 @@ impl Postgres {
     /// log in to database `dbname` over TCP with a password.
     pub fn client(&self, program: &str, dbname: &str) -> Client {
         Client::new(program)
-            .env("PGHOST", "127.0.0.1")
+            .env("PGHOST", self.host.to_string())
             .env("PGPORT", self.port.to_string())
             .env("PGUSER", "postgres")
             .env("PGPASSWORD", &self.password)
@@ -475,9 +531,21 @@ impl Postgres {
         }
     }
 
-    /// The server's data directory's parent (log in `server.log`).
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
+    /// Runs `query` as `postgres` over the server's unix socket, which no
+    /// network cut reaches; returns psql's unaligned output.
+    pub fn sql(&self, query: &str) -> Result<String, String> {
+        let mut psql = Command::new("psql");
+        psql.args(["-X", "-At", "-U", "postgres", "-d", "postgres", "-p", &self.port.to_string(), "-h"])
+            .arg(self.dir.path())
+            .args(["-c", query])
+            .env_remove("LD_PRELOAD");
+        let output = run_checked("psql (unix socket)", &mut psql)?;
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+    }
+
+    /// The end of the server's log, for messages.
+    pub fn log_tail(&self) -> String {
+        self.daemon.log_tail()
     }
 
     /// Panics with the log if the server has died.

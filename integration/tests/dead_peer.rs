@@ -11,13 +11,12 @@
 //! namespaces, so the long "still blocked after 20 s" waits overlap instead
 //! of adding up.
 use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::process::Stdio;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use kawrap_integration::netns::{self, KillOnDrop, NetnsPair, SERVER_ADDR, expect_line, spawn_with_lines};
+use kawrap_integration::servers::{Postgres, postgres_missing};
 use kawrap_integration::ss::{self, SsLine};
 use kawrap_integration::{kawrap_bin, poll, skip_unless};
 
@@ -226,135 +225,21 @@ fn peer_vanishing_mid_transfer_is_caught_only_by_user_timeout() {
     eprintln!("kawrap 2/1/3 without UT, data in flight: still blocked after 10 s: {}", socket.raw);
 }
 
-/// A throwaway PostgreSQL cluster listening on `SERVER_ADDR:5432` inside
-/// the server namespace, trusting the client's address.
-struct Postgres {
-    dir: PathBuf,
-    bindir: PathBuf,
-    server: Option<KillOnDrop>,
-}
-
-static PG_COUNTER: AtomicU32 = AtomicU32::new(0);
-
-impl Postgres {
-    /// Where PostgreSQL's server programs are (`initdb` is not on PATH on Debian).
-    fn bindir() -> Option<PathBuf> {
-        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-            .ok()?
-            .filter_map(|e| Some(e.ok()?.path().join("bin")))
-            .filter(|bin| bin.join("initdb").is_file() && bin.join("postgres").is_file())
-            .collect();
-        found.sort();
-        found.pop()
-    }
-
-    fn as_postgres(program: &Path) -> Command {
-        let mut cmd = Command::new("runuser");
-        cmd.args(["-u", "postgres", "--"]).arg(program);
-        cmd
-    }
-
-    fn start(pair: &NetnsPair, bindir: PathBuf) -> Postgres {
-        let n = PG_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("kawrap-dead-peer-pg-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the cluster directory");
-        let mut pg = Postgres { dir, bindir, server: None };
-        let status = Command::new("chown").arg("postgres:").arg(&pg.dir).status().expect("chown");
-        assert!(status.success(), "chown postgres: {}", pg.dir.display());
-
-        let data = pg.dir.join("data");
-        let out = Self::as_postgres(&pg.bindir.join("initdb"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "--locale=C"])
-            .output()
-            .expect("run initdb");
-        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
-        let hba = data.join("pg_hba.conf");
-        let mut text = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
-        text.push_str("host all all 10.200.0.0/30 trust\n");
-        std::fs::write(&hba, text).expect("write pg_hba.conf");
-
-        let log = std::fs::File::create(pg.dir.join("server.log")).expect("create server.log");
-        let mut server = pair.server().command("runuser");
-        server
-            .args(["-u", "postgres", "--"])
-            .arg(pg.bindir.join("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-c", &format!("listen_addresses={SERVER_ADDR}"), "-c", "port=5432"])
-            .arg("-c")
-            .arg(format!("unix_socket_directories={}", pg.dir.display()))
-            .args(["-c", "fsync=off"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        pg.server = Some(KillOnDrop(server.spawn().expect("start postgres")));
-        let ready = poll(Duration::from_secs(15), || {
-            let out = pg.sql("select 1").ok()?;
-            (out == "1").then_some(())
-        });
-        assert!(ready.is_some(), "postgres did not start: {}", pg.log());
-        pg
-    }
-
-    /// Runs one query over the unix socket (outside the cut), as postgres.
-    fn sql(&self, query: &str) -> Result<String, String> {
-        let out = Self::as_postgres(&self.bindir.join("psql"))
-            .args(["-X", "-At", "-p", "5432", "-U", "postgres", "-d", "postgres", "-h"])
-            .arg(&self.dir)
-            .args(["-c", query])
-            .output()
-            .map_err(|e| e.to_string())?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        // Immediate shutdown: the backends (their own sessions, out of reach
-        // of the process-group kill) exit with the postmaster.
-        let _ = Self::as_postgres(&self.bindir.join("pg_ctl"))
-            .args(["stop", "-m", "immediate", "-w", "-D"])
-            .arg(self.dir.join("data"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        drop(self.server.take());
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[test]
 fn psql_waiting_on_a_query_fails_when_the_server_vanishes() {
     if !can_run() {
         return;
     }
-    let bindir = Postgres::bindir();
-    let have_psql = Command::new("psql").arg("--version").output().is_ok_and(|o| o.status.success());
-    if skip_unless(bindir.is_some() && have_psql, "needs PostgreSQL (initdb, postgres, psql)") {
+    let missing = postgres_missing();
+    if skip_unless(missing.is_none(), missing.as_deref().unwrap_or_default()) {
         return;
     }
     let pair = NetnsPair::new().expect("create namespace pair");
-    let pg = Postgres::start(&pair, bindir.expect("checked above"));
+    let pg = Postgres::start_in(pair.server(), SERVER_ADDR, 5432);
 
     let query = "select pg_sleep(600)";
-    let mut psql = pair.client().command(kawrap_bin());
-    psql.args(["--profile", "2/1/3", "--", "psql", "-X", "-h", &SERVER_ADDR.to_string()])
-        .args(["-U", "postgres", "-d", "postgres", "-c", query])
-        .env("PGCONNECT_TIMEOUT", "10")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    let mut psql = pg.psql("postgres", query).kawrap_in(pair.client(), &["--profile", "2/1/3"]);
+    psql.stdout(Stdio::null()).stderr(Stdio::piped());
     let mut psql = KillOnDrop(psql.spawn().expect("spawn psql under kawrap"));
 
     // Cut only once the query is running on the server (so nothing is in
@@ -362,7 +247,7 @@ fn psql_waiting_on_a_query_fails_when_the_server_vanishes() {
     let running =
         format!("select count(*) from pg_stat_activity where state = 'active' and query = '{query}'");
     let started = poll(Duration::from_secs(10), || (pg.sql(&running).ok()? == "1").then_some(()));
-    assert!(started.is_some(), "psql's query never started: {}", pg.log());
+    assert!(started.is_some(), "psql's query never started: {}", pg.log_tail());
     // The server acknowledges the query with a delayed ACK (it has no reply
     // to piggyback it on); until then the retransmission timer is armed.
     // Once it arrives the socket must be idle with the profile's timer.
