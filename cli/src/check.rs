@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
-use crate::output::write_stdout;
+use crate::output::{columns, write_stdout};
 use crate::sockets::owners::{self, Owner};
 use crate::sockets::remote::{AccessError, KeepaliveOptions, Pidfd};
 use crate::sockets::{self, Listing, TcpSocket, TcpState, Timer, show_addr};
@@ -370,24 +370,6 @@ fn table(
     text
 }
 
-/// Left-aligned columns, two spaces apart, no trailing spaces.
-fn columns(cells: &[Vec<String>]) -> String {
-    let count = cells.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..count)
-        .map(|i| cells.iter().filter_map(|row| row.get(i)).map(|c| c.chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut text = String::new();
-    for row in cells {
-        let mut line = String::new();
-        for (cell, width) in row.iter().zip(&widths) {
-            let _ = write!(line, "{cell:width$}  ");
-        }
-        text.push_str(line.trim_end());
-        text.push('\n');
-    }
-    text
-}
-
 /// One socket as `--json` prints it.
 #[derive(Serialize)]
 struct SocketRecord<'a> {
@@ -579,11 +561,5 @@ mod tests {
         assert!(Network::parse("0.0.0.0/0").unwrap().contains("203.0.113.9".parse().unwrap()));
         assert!(Network::parse("10.0.0.0/33").unwrap_err().to_string().contains("out of range 0..=32"));
         assert!(Network::parse("db").unwrap_err().to_string().contains("not an IP address"));
-    }
-
-    #[test]
-    fn columns_are_aligned_without_trailing_spaces() {
-        let cells = vec![vec!["A".to_owned(), "BB".to_owned()], vec!["CCC".to_owned(), "D".to_owned()]];
-        assert_eq!(columns(&cells), "A    BB\nCCC  D\n");
     }
 }

@@ -8,7 +8,6 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser};
-use kawrap_core::BUILTIN_PROFILES;
 
 /// kawrap's arguments: either a subcommand, or options and a program to run.
 #[derive(Debug, Parser)]
@@ -192,20 +191,12 @@ Examples:
 
 `kawrap --help` shows the profiles, the rule syntax, the policies and how to check that it works.";
 
-/// The long help's closing part, built from kawrap-core's table so it can
-/// never disagree with `kawrap profiles`.
+/// The long help's closing part: its profile list is `kawrap profiles`'s
+/// own rows for the built-ins, so the two can never disagree.
 fn after_long_help() -> String {
     let mut text = String::from("Profiles (--profile NAME, or `kawrap profiles`):\n");
-    let width = BUILTIN_PROFILES.iter().map(|p| p.name.len()).max().unwrap_or(0);
-    let numbers: Vec<String> = BUILTIN_PROFILES.iter().map(|p| p.profile.to_string()).collect();
-    let numbers_width = numbers.iter().map(String::len).max().unwrap_or(0);
-    for (named, numbers) in BUILTIN_PROFILES.iter().zip(&numbers) {
-        let detection = named.profile.detection_time().to_string();
-        let _ = writeln!(
-            text,
-            "  {:width$}  {numbers:numbers_width$}  {detection:11}  {}",
-            named.name, named.purpose
-        );
+    for line in crate::output::columns(&crate::profiles::builtin_rows()).lines() {
+        let _ = writeln!(text, "  {line}");
     }
     text.push_str(AFTER_LONG_HELP);
     text
@@ -289,6 +280,8 @@ pub fn is_subcommand(name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use kawrap_core::BUILTIN_PROFILES;
+
     use super::*;
 
     #[test]

@@ -1,5 +1,6 @@
 //! Writing what kawrap prints on stdout.
 use std::ffi::OsStr;
+use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 
@@ -15,6 +16,24 @@ pub fn write_stdout(bytes: &[u8]) -> Result<(), Error> {
         }
         _ => Ok(()),
     }
+}
+
+/// Left-aligned columns, two spaces apart, no trailing spaces.
+pub fn columns(cells: &[Vec<String>]) -> String {
+    let count = cells.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..count)
+        .map(|i| cells.iter().filter_map(|row| row.get(i)).map(|c| c.chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut text = String::new();
+    for row in cells {
+        let mut line = String::new();
+        for (cell, width) in row.iter().zip(&widths) {
+            let _ = write!(line, "{cell:width$}  ");
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
 }
 
 /// `value` as one word for a POSIX shell: unchanged when it has nothing the
@@ -67,6 +86,12 @@ mod tests {
         assert_eq!(quote("$HOME"), "'$HOME'");
         assert_eq!(quote("it's"), "'it'\\''s'");
         assert_eq!(quote("~"), "'~'");
+    }
+
+    #[test]
+    fn columns_are_aligned_without_trailing_spaces() {
+        let cells = vec![vec!["A".to_owned(), "BB".to_owned()], vec!["CCC".to_owned(), "D".to_owned()]];
+        assert_eq!(columns(&cells), "A    BB\nCCC  D\n");
     }
 
     #[test]

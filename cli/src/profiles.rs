@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::cli::ProfilesArgs;
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
-use crate::output::write_stdout;
+use crate::output::{columns, write_stdout};
 use crate::user_profiles::{self, UserProfile};
 
 /// One profile as `--json` prints it.
@@ -74,41 +74,27 @@ fn json(user: &[UserProfile]) -> String {
 
 fn table(user: &[UserProfile]) -> String {
     let header = ["NAME", "I/V/C", "DETECTS A DEAD PEER IN", "PURPOSE"];
-    let mut rows: Vec<[String; 4]> = vec![header.map(str::to_owned)];
-    rows.extend(BUILTIN_PROFILES.iter().map(|named| {
-        [
-            named.name.to_owned(),
-            named.profile.to_string(),
-            named.profile.detection_time().to_string(),
-            named.purpose.to_owned(),
-        ]
-    }));
+    let mut rows: Vec<Vec<String>> = vec![header.map(str::to_owned).to_vec()];
+    rows.extend(builtin_rows());
     // The user's own, after the built-ins, each saying where it is defined.
     rows.extend(user.iter().map(|user| {
         let purpose = match &user.description {
             Some(description) => format!("{description} ({})", user.source.display()),
             None => format!("({})", user.source.display()),
         };
-        [user.name.clone(), user.profile.to_string(), user.profile.detection_time().to_string(), purpose]
+        row(&user.name, &user.profile, purpose)
     }));
-    let mut widths = [0; 3];
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut text = String::new();
-    for [name, numbers, detection, purpose] in &rows {
-        let line = format!(
-            "{name:w0$}  {numbers:w1$}  {detection:w2$}  {purpose}",
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2]
-        );
-        text.push_str(line.trim_end());
-        text.push('\n');
-    }
-    text
+    columns(&rows)
+}
+
+/// One row per built-in profile: name, numbers, detection time, purpose.
+/// `kawrap --help` lists the same rows.
+pub fn builtin_rows() -> Vec<Vec<String>> {
+    BUILTIN_PROFILES.iter().map(|named| row(named.name, &named.profile, named.purpose.to_owned())).collect()
+}
+
+fn row(name: &str, profile: &KeepaliveProfile, purpose: String) -> Vec<String> {
+    vec![name.to_owned(), profile.to_string(), profile.detection_time().to_string(), purpose]
 }
 
 #[cfg(test)]
