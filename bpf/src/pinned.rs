@@ -10,8 +10,7 @@ use std::fs;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-use aya::maps::MapData;
-use aya::maps::MapInfo;
+use aya::maps::{Map, MapData, MapInfo};
 use aya::programs::loaded_programs;
 use kawrap_core::Config;
 
@@ -50,7 +49,7 @@ pub fn attach(cgroup: &Path, config: &Config) -> Result<AttachOutcome, Error> {
     let config_pin = dir.join(CONFIG_MAP);
     if config_pin.exists() {
         let map = MapData::from_pin(&config_pin).map_err(|e| Error::from_bpf(CONFIG_MAP, &e))?;
-        program::write_config_map(map, config)?;
+        program::write_config(&mut Map::Array(map), config)?;
         return Ok(AttachOutcome::Updated { cgroup_id });
     }
     let mut loaded = Loaded::load(config)?;
@@ -216,9 +215,10 @@ pub fn status() -> Result<Vec<Attachment>, Error> {
             let dir = pin_root.join(cgroup_id.to_string());
             let config = MapData::from_pin(dir.join(CONFIG_MAP))
                 .map_err(|e| e.to_string())
-                .and_then(program::read_config_map);
-            let counters =
-                MapData::from_pin(dir.join(STATS_MAP)).map(program::read_stats_map).unwrap_or_default();
+                .and_then(|map| program::read_config(&Map::Array(map)));
+            let counters = MapData::from_pin(dir.join(STATS_MAP))
+                .map(|map| program::read_stats(&Map::Array(map)))
+                .unwrap_or_default();
             found.push(Attachment {
                 cgroup: None,
                 cgroup_id: *cgroup_id,
@@ -239,11 +239,13 @@ fn read_maps(map_ids: &[u32]) -> (Result<Config, String>, Counters) {
         let Ok(info) = MapInfo::from_id(id) else { continue };
         match info.name_as_str() {
             Some(CONFIG_MAP) => {
-                config = MapData::from_id(id).map_err(|e| e.to_string()).and_then(program::read_config_map);
+                config = MapData::from_id(id)
+                    .map_err(|e| e.to_string())
+                    .and_then(|map| program::read_config(&Map::Array(map)));
             }
             Some(STATS_MAP) => {
                 if let Ok(map) = MapData::from_id(id) {
-                    counters = program::read_stats_map(map);
+                    counters = program::read_stats(&Map::Array(map));
                 }
             }
             _ => {}

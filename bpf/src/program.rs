@@ -34,6 +34,11 @@ const SOCKETS_PIN: &str = "sockets-v1";
 /// kawrap's programs, loaded into the kernel with their maps.
 pub(crate) struct Loaded {
     ebpf: Ebpf,
+    /// `kawrap_config` and `kawrap_stats`, taken out of `ebpf` so that the
+    /// same functions serve them and the maps `attach` and `status` open
+    /// by pin or id.
+    config: Map,
+    stats: Map,
 }
 
 /// The two attachments to one cgroup, as link fds. Closing them detaches
@@ -59,13 +64,14 @@ impl Loaded {
         let load = || EbpfLoader::new().map_pin_path(SOCKETS_MAP, sockets.as_path()).load(OBJECT);
         // Two kawraps creating the shared map at once: one pin wins, the
         // other load fails and, retried, reuses it.
-        let ebpf = load()
+        let mut ebpf = load()
             .or_else(|e| if sockets.exists() { load() } else { Err(e) })
             .map_err(|e| Error::from_bpf("kawrap.bpf.o (maps)", &e))?;
-        let mut loaded = Loaded { ebpf };
-        loaded.write_config(config)?;
+        let mut config_map = ebpf.take_map(CONFIG_MAP).ok_or_else(|| missing(CONFIG_MAP))?;
+        let stats = ebpf.take_map(STATS_MAP).ok_or_else(|| missing(STATS_MAP))?;
+        write_config(&mut config_map, config)?;
         for name in [SOCKOPS_PROGRAM, SETSOCKOPT_PROGRAM] {
-            let program = loaded.ebpf.program_mut(name).ok_or_else(|| missing(name))?;
+            let program = ebpf.program_mut(name).ok_or_else(|| missing(name))?;
             let result = match program {
                 aya::programs::Program::SockOps(p) => p.load(),
                 aya::programs::Program::CgroupSockopt(p) => p.load(),
@@ -73,14 +79,7 @@ impl Loaded {
             };
             result.map_err(|e| Error::from_bpf(name, &e))?;
         }
-        Ok(loaded)
-    }
-
-    fn write_config(&mut self, config: &Config) -> Result<(), Error> {
-        let map = self.ebpf.map_mut(CONFIG_MAP).ok_or_else(|| missing(CONFIG_MAP))?;
-        let mut array: Array<&mut MapData, RawConfig> =
-            Array::try_from(map).map_err(|e| Error::from_bpf(CONFIG_MAP, &e))?;
-        array.set(0, RawConfig::encode(config), 0).map_err(|e| Error::from_bpf(CONFIG_MAP, &e))
+        Ok(Loaded { ebpf, config: config_map, stats })
     }
 
     /// Attaches both programs to the cgroup directory `cgroup`, as BPF
@@ -101,8 +100,7 @@ impl Loaded {
 
     /// Pins the configuration and counter maps under `dir`.
     pub(crate) fn pin_maps(&self, dir: &Path) -> Result<(), Error> {
-        for name in [CONFIG_MAP, STATS_MAP] {
-            let map = self.ebpf.map(name).ok_or_else(|| missing(name))?;
+        for (map, name) in [(&self.config, CONFIG_MAP), (&self.stats, STATS_MAP)] {
             map.pin(dir.join(name)).map_err(|e| Error::from_bpf(name, &e))?;
         }
         Ok(())
@@ -110,16 +108,12 @@ impl Loaded {
 
     /// The counters so far.
     pub(crate) fn counters(&self) -> Counters {
-        let Some(map) = self.ebpf.map(STATS_MAP) else { return Counters::default() };
-        match Array::<&MapData, u64>::try_from(map) {
-            Ok(array) => read_counters(&array),
-            Err(_) => Counters::default(),
-        }
+        read_stats(&self.stats)
     }
 
     /// Replaces the configuration; sockets connecting from now on get it.
     pub(crate) fn update(&mut self, config: &Config) -> Result<(), Error> {
-        self.write_config(config)
+        write_config(&mut self.config, config)
     }
 }
 
@@ -127,28 +121,23 @@ fn missing(name: &str) -> Error {
     Error::KernelRefused { program: name.to_string(), detail: "not found in kawrap.bpf.o".to_string() }
 }
 
-fn read_counters<T: std::borrow::Borrow<MapData>>(array: &Array<T, u64>) -> Counters {
-    let slots: Vec<u64> = (0..COUNTER_SLOTS).map(|i| array.get(&i, 0).unwrap_or(0)).collect();
-    Counters::from_slots(&slots)
-}
-
-/// Writes `config` into a configuration map found by pin path or id.
-pub(crate) fn write_config_map(map: MapData, config: &Config) -> Result<(), Error> {
-    let mut array: Array<MapData, RawConfig> =
-        Array::try_from(Map::Array(map)).map_err(|e| Error::from_bpf(CONFIG_MAP, &e))?;
+/// Writes `config` into a configuration map: this loader's, or one opened
+/// by pin (`Map::Array(MapData::from_pin(…))`).
+pub(crate) fn write_config(map: &mut Map, config: &Config) -> Result<(), Error> {
+    let mut array: Array<&mut MapData, RawConfig> =
+        Array::try_from(map).map_err(|e| Error::from_bpf(CONFIG_MAP, &e))?;
     array.set(0, RawConfig::encode(config), 0).map_err(|e| Error::from_bpf(CONFIG_MAP, &e))
 }
 
 /// Reads a configuration map back.
-pub(crate) fn read_config_map(map: MapData) -> Result<Config, String> {
-    let array: Array<MapData, RawConfig> = Array::try_from(Map::Array(map)).map_err(|e| e.to_string())?;
+pub(crate) fn read_config(map: &Map) -> Result<Config, String> {
+    let array: Array<&MapData, RawConfig> = Array::try_from(map).map_err(|e| e.to_string())?;
     array.get(&0, 0).map_err(|e| e.to_string())?.decode()
 }
 
-/// Reads a counters map back.
-pub(crate) fn read_stats_map(map: MapData) -> Counters {
-    match Array::<MapData, u64>::try_from(Map::Array(map)) {
-        Ok(array) => read_counters(&array),
-        Err(_) => Counters::default(),
-    }
+/// Reads a counters map; unreadable slots count as 0.
+pub(crate) fn read_stats(map: &Map) -> Counters {
+    let Ok(array) = Array::<&MapData, u64>::try_from(map) else { return Counters::default() };
+    let slots: Vec<u64> = (0..COUNTER_SLOTS).map(|i| array.get(&i, 0).unwrap_or(0)).collect();
+    Counters::from_slots(&slots)
 }
