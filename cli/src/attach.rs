@@ -96,7 +96,7 @@ struct Report {
 /// Runs `kawrap attach`.
 pub fn run(args: &AttachArgs) -> Result<ExitCode, Error> {
     let profile = crate::user_profiles::resolve_profile(&args.profile)?;
-    let report = attach(args.pid, &profile, args.dry_run).map_err(refused)?;
+    let report = attach(args.pid, &profile, args.dry_run)?;
     let text = if args.json { json(&report) } else { table(&report, &profile) };
     write_stdout(text.as_bytes())?;
     let failed = report.sockets.iter().filter(|s| s.outcome == Outcome::Failed).count();
@@ -111,10 +111,6 @@ pub fn run(args: &AttachArgs) -> Result<ExitCode, Error> {
         });
     }
     Ok(ExitCode::Success)
-}
-
-fn refused(error: AccessError) -> Error {
-    Error::Refused { message: error.to_string(), hint: error.hint() }
 }
 
 /// Copies each socket of `pid`, and applies `profile` to its TCP ones

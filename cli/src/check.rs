@@ -94,13 +94,14 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, Error> {
     let dst = args.dst.as_deref().map(Network::parse).transpose()?;
     if let Some(pid) = args.pid {
         // Fail early and clearly for a pid that does not exist.
-        std::fs::metadata(format!("/proc/{pid}")).map_err(|_| refused(AccessError::NoSuchProcess { pid }))?;
+        std::fs::metadata(format!("/proc/{pid}"))
+            .map_err(|_| Error::from(AccessError::NoSuchProcess { pid }))?;
     }
 
     let listing = sockets::list_tcp(args.pid)
         .map_err(|error| Error::io("cannot list TCP sockets (sock_diag and /proc/net/tcp)", error))?;
     let (owner_map, unreadable) = owners::scan(args.pid).map_err(|error| match args.pid {
-        Some(pid) => refused(AccessError::from_proc(pid, error)),
+        Some(pid) => Error::from(AccessError::from_proc(pid, error)),
         None => Error::io("cannot read /proc", error),
     })?;
 
@@ -118,10 +119,6 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, Error> {
         Some(verdict) if !verdict.passed() => ExitCode::CheckFailed,
         _ => ExitCode::Success,
     })
-}
-
-fn refused(error: AccessError) -> Error {
-    Error::Refused { message: error.to_string(), hint: error.hint() }
 }
 
 /// The sockets the filters select, with their owners.

@@ -18,6 +18,7 @@ use serde::Serialize;
 use socket2::{Domain, Protocol, SockRef, TcpKeepalive, Type};
 
 use super::TcpState;
+use crate::error::Error;
 
 /// Why another process's socket cannot be reached.
 #[derive(Debug)]
@@ -131,6 +132,14 @@ impl fmt::Display for AccessError {
 }
 
 impl std::error::Error for AccessError {}
+
+/// What `kawrap check` and `kawrap attach` stop with when the process
+/// cannot be reached: the reason, and [`AccessError::hint`].
+impl From<AccessError> for Error {
+    fn from(error: AccessError) -> Self {
+        Error::Refused { message: error.to_string(), hint: error.hint() }
+    }
+}
 
 /// `/proc/sys/kernel/yama/ptrace_scope`, if Yama is enabled.
 fn ptrace_scope() -> Option<u32> {
