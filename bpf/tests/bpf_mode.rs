@@ -111,6 +111,51 @@ fn rules_match_first_wins_by_port_network_and_mapped_ipv4() {
     assert_eq!(options_of(client.pid(), client.fd), Options::on(2, 1, 3, 0), "ruled port");
 }
 
+/// The cases the test above leaves out, each checked against
+/// `Rules::first_match` as well as the kernel: IPv6 prefixes that end inside
+/// a word, an IPv6 network (even `::/0`) never covering an IPv4-mapped
+/// destination, and an IPv4 network (even `0.0.0.0/0`) never covering IPv6.
+#[test]
+fn ipv6_prefixes_and_address_families_match_as_in_core() {
+    if support::skip() {
+        return;
+    }
+    let scope = &mut Scope::create(&config("60/10/6", "", "respect")).expect("create scope");
+    // Dual-stack listeners (`::`), so one port takes IPv4, IPv6 and mapped.
+    let mut a = Server::start(Some(scope), "::");
+    let mut b = Server::start(Some(scope), "::");
+    let rules = format!(
+        "[::]/128=5/5/5,[::]/0:{a}=2/1/3,0.0.0.0/0:{b}=3/1/3,[::]/120=4/4/4,127.0.0.0/8=9/9/9",
+        a = a.port,
+        b = b.port
+    );
+    let rules_config = config("60/10/6", &rules, "respect");
+    scope.update(&rules_config).expect("update scope");
+
+    let cases = [
+        ("::ffff:127.0.0.1", a.port, Options::on(9, 9, 9, 0), "::/0 does not cover mapped IPv4"),
+        ("::1", a.port, Options::on(2, 1, 3, 0), "::/0 with a port"),
+        ("127.0.0.1", b.port, Options::on(3, 1, 3, 0), "0.0.0.0/0 with a port"),
+        ("::ffff:127.0.0.1", b.port, Options::on(3, 1, 3, 0), "mapped IPv4 in 0.0.0.0/0"),
+        ("::1", b.port, Options::on(4, 4, 4, 0), "not ::/128, not 0.0.0.0/0, in ::/120"),
+    ];
+    for (addr, port, expected, why) in cases {
+        let destination = kawrap_core::Destination { ip: addr.parse().expect("address"), port };
+        let (_, profile) = rules_config.profile_for(Some(&destination));
+        let core = Options::on(
+            i32::from(profile.idle_secs()),
+            i32::from(profile.interval_secs()),
+            i32::from(profile.count()),
+            0,
+        );
+        assert_eq!(core, expected, "{addr}:{port}: kawrap-core disagrees with the case ({why})");
+        let server = if port == a.port { &mut a } else { &mut b };
+        let client = Client::connect(Some(scope), addr, port, &[]);
+        server.accepted_fd();
+        assert_eq!(options_of(client.pid(), client.fd), expected, "{addr}:{port}: {why}");
+    }
+}
+
 #[test]
 fn respect_keeps_the_programs_own_options_and_force_replaces_them() {
     if support::skip() {
