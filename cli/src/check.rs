@@ -92,18 +92,14 @@ struct Row {
 pub fn run(args: &CheckArgs) -> Result<ExitCode, Error> {
     let expect = args.expect.as_deref().map(crate::user_profiles::resolve_profile).transpose()?;
     let dst = args.dst.as_deref().map(Network::parse).transpose()?;
-    if let Some(pid) = args.pid {
-        // Fail early and clearly for a pid that does not exist.
-        std::fs::metadata(format!("/proc/{pid}"))
-            .map_err(|_| Error::from(AccessError::NoSuchProcess { pid }))?;
-    }
-
-    let listing = sockets::list_tcp(args.pid)
-        .map_err(|error| Error::io("cannot list TCP sockets (sock_diag and /proc/net/tcp)", error))?;
+    // Owners first: a --pid that does not exist, or may not be looked
+    // into, fails here with its own reason, before any listing is tried.
     let (owner_map, unreadable) = owners::scan(args.pid).map_err(|error| match args.pid {
         Some(pid) => Error::from(AccessError::from_proc(pid, error)),
         None => Error::io("cannot read /proc", error),
     })?;
+    let listing = sockets::list_tcp(args.pid)
+        .map_err(|error| Error::io("cannot list TCP sockets (sock_diag and /proc/net/tcp)", error))?;
 
     let mut rows = select(&listing, &owner_map, args, dst.as_ref());
     read_options(&mut rows);
