@@ -238,13 +238,18 @@ fn table(report: &Report, profile: &KeepaliveProfile) -> String {
     text
 }
 
-/// What a socket looks like once it has `profile`, as KeepaliveOptions prints.
+/// What a socket looks like once it has `profile`, as KeepaliveOptions
+/// prints it. A user timeout the profile does not set is left alone by
+/// `apply`, so it is not shown (0 prints as nothing).
 fn target(profile: &KeepaliveProfile) -> String {
-    let mut text = format!("on {}/{}/{}", profile.idle_secs(), profile.interval_secs(), profile.count());
-    if let Some(ms) = profile.user_timeout_ms().filter(|&ms| ms != 0) {
-        let _ = write!(text, "/{ms}ms");
-    }
-    text
+    let options = KeepaliveOptions {
+        keepalive: true,
+        idle_secs: profile.idle_secs().into(),
+        interval_secs: profile.interval_secs().into(),
+        count: profile.count().into(),
+        user_timeout_ms: profile.user_timeout_ms().unwrap_or(0),
+    };
+    options.to_string()
 }
 
 fn json(report: &Report) -> String {
