@@ -59,6 +59,18 @@ pub fn skip_unless(available: bool, reason: &str) -> bool {
     true
 }
 
+/// A new private (mode 0700) directory `kawrap-<label>-XXXXXX` under the
+/// system's temporary directory, removed with its contents on drop — also
+/// when the test panics.
+pub fn temp_dir(label: &str) -> tempfile::TempDir {
+    temp_dir_in(&std::env::temp_dir(), label).unwrap_or_else(|e| panic!("temp dir for {label}: {e}"))
+}
+
+/// [`temp_dir`] under `base`.
+pub fn temp_dir_in(base: &std::path::Path, label: &str) -> std::io::Result<tempfile::TempDir> {
+    tempfile::Builder::new().prefix(&format!("kawrap-{label}-")).tempdir_in(base)
+}
+
 /// True when running as root (namespaces, nftables, servers as other users).
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.

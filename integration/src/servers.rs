@@ -17,7 +17,6 @@ use std::ffi::{CString, OsStr, OsString};
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, TcpListener, TcpStream};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -26,6 +25,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use tempfile::TempDir;
 
 use crate::netns::Namespace;
 use crate::poll;
@@ -81,49 +82,6 @@ pub fn user_ids(name: &str) -> Option<(u32, u32)> {
     }
     // SAFETY: pw is non-NULL and points at a valid passwd record.
     unsafe { Some(((*pw).pw_uid, (*pw).pw_gid)) }
-}
-
-/// A directory made with `mkdtemp` (mode 0700), removed with everything in it on drop.
-pub struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    /// A new directory `<base>/kawrap-<label>-XXXXXX`.
-    pub fn new_in(base: &Path, label: &str) -> io::Result<TempDir> {
-        fs::create_dir_all(base)?;
-        let template = base.join(format!("kawrap-{label}-XXXXXX"));
-        let template = CString::new(template.as_os_str().as_bytes()).map_err(io::Error::other)?;
-        let mut bytes = template.into_bytes_with_nul();
-        // SAFETY: bytes is a NUL-terminated, writable template ending in XXXXXX.
-        let made = unsafe { libc::mkdtemp(bytes.as_mut_ptr().cast()) };
-        if made.is_null() {
-            return Err(io::Error::last_os_error());
-        }
-        bytes.pop();
-        Ok(TempDir { path: PathBuf::from(OsStr::from_bytes(&bytes)) })
-    }
-
-    /// A new directory under the system's temporary directory.
-    pub fn new(label: &str) -> io::Result<TempDir> {
-        TempDir::new_in(&std::env::temp_dir(), label)
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Hands the directory (not its contents made later) to `uid:gid`.
-    pub fn chown(&self, uid: u32, gid: u32) -> io::Result<()> {
-        std::os::unix::fs::chown(&self.path, Some(uid), Some(gid))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.path);
-    }
 }
 
 /// A client program with the arguments and environment that reach one server.
@@ -347,6 +305,11 @@ impl Drop for Daemon {
     }
 }
 
+/// A server's private directory (see [`crate::temp_dir`]).
+fn temp_dir(label: &str) -> Result<TempDir, String> {
+    crate::temp_dir_in(&std::env::temp_dir(), label).map_err(|e| format!("temp dir: {e}"))
+}
+
 /// Tries `start` with up to [`START_ATTEMPTS`] fresh ports.
 fn start_on_free_port<T>(name: &str, mut start: impl FnMut(u16) -> Result<T, String>) -> T {
     let mut errors = Vec::new();
@@ -421,8 +384,9 @@ impl Postgres {
 
     fn start_on(ns: Option<&Namespace>, host: Ipv4Addr, port: u16) -> Result<Postgres, String> {
         let (uid, gid) = user_ids("postgres").ok_or("no user postgres")?;
-        let dir = TempDir::new("pg").map_err(|e| format!("temp dir: {e}"))?;
-        dir.chown(uid, gid).map_err(|e| format!("chown {}: {e}", dir.path().display()))?;
+        let dir = temp_dir("pg")?;
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+            .map_err(|e| format!("chown {}: {e}", dir.path().display()))?;
         let password = format!("kawrap-{}", std::process::id());
         let pwfile = dir.path().join("pwfile");
         fs::write(&pwfile, &password).map_err(|e| format!("write {}: {e}", pwfile.display()))?;
@@ -588,7 +552,7 @@ impl MariaDb {
     }
 
     fn start_on(port: u16) -> Result<MariaDb, String> {
-        let dir = TempDir::new("mariadb").map_err(|e| format!("temp dir: {e}"))?;
+        let dir = temp_dir("mariadb")?;
         let data = dir.path().join("data");
         run_checked(
             "mariadb-install-db",
@@ -720,11 +684,11 @@ impl Sshd {
     fn start_on(port: u16) -> Result<Sshd, String> {
         // sshd refuses to start without its privilege-separation directory.
         fs::create_dir_all("/run/sshd").map_err(|e| format!("mkdir /run/sshd: {e}"))?;
-        let (dir, strict) = match strict_modes_base() {
-            Some(base) => (TempDir::new_in(&base, "sshd"), "yes"),
-            None => (TempDir::new("sshd"), "no"),
+        let (base, strict) = match strict_modes_base() {
+            Some(base) => (base, "yes"),
+            None => (std::env::temp_dir(), "no"),
         };
-        let dir = dir.map_err(|e| format!("temp dir: {e}"))?;
+        let dir = crate::temp_dir_in(&base, "sshd").map_err(|e| format!("temp dir: {e}"))?;
         let path = |name: &str| dir.path().join(name);
         for key in ["host_key", "user_key"] {
             run_checked(
@@ -830,7 +794,7 @@ impl Redis {
     }
 
     fn start_on(port: u16, wrap: &[&OsStr]) -> Result<Redis, String> {
-        let dir = TempDir::new("redis").map_err(|e| format!("temp dir: {e}"))?;
+        let dir = temp_dir("redis")?;
         let mut args: Vec<OsString> = wrap.iter().map(|a| a.to_os_string()).collect();
         args.push("redis-server".into());
         for arg in ["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"] {

@@ -37,15 +37,9 @@ int main(int argc, char **argv) {
 "#;
 
 struct Fixture {
-    dir: PathBuf,
+    _dir: tempfile::TempDir,
     client: PathBuf,
     listener: TcpListener,
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// `None` (after printing why) when the eBPF mode cannot be tested here.
@@ -59,19 +53,17 @@ fn fixture(name: &str) -> Option<Fixture> {
     {
         return None;
     }
-    let dir = std::env::temp_dir().join(format!("kawrap-bpf-cli-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let source = dir.join("raw_client.c");
+    let dir = kawrap_integration::temp_dir(&format!("bpf-cli-{name}"));
+    let source = dir.path().join("raw_client.c");
     std::fs::write(&source, RAW_CLIENT).unwrap();
-    let client = dir.join("raw_client");
+    let client = dir.path().join("raw_client");
     let cc = Command::new("cc").args(["-static", "-O1", "-o"]).arg(&client).arg(&source).output();
     let compiled = cc.as_ref().is_ok_and(|o| o.status.success());
     if skip_unless(compiled, "cannot build a static program (cc -static; needs gcc and libc6-dev)") {
-        let _ = std::fs::remove_dir_all(&dir);
         return None;
     }
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    Some(Fixture { dir, client, listener })
+    Some(Fixture { _dir: dir, client, listener })
 }
 
 impl Fixture {

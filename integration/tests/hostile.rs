@@ -51,7 +51,7 @@ impl Lab {
         if skip_unless(on_path("cc"), "no C compiler (cc) to build the hostile programs") {
             return None;
         }
-        let dir = tempfile::Builder::new().prefix("kawrap-hostile-").tempdir().expect("temp dir");
+        let dir = kawrap_integration::temp_dir("hostile");
         set_mode(dir.path(), 0o755);
         Some(Lab { dir })
     }

@@ -342,9 +342,8 @@ fn systemd_drop_in_is_accepted_by_systemd() {
     if skip_unless(have, "needs systemd-analyze (package systemd)") {
         return;
     }
-    let dir = std::env::temp_dir().join(format!("kawrap-systemd-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create unit dir");
+    let dir = kawrap_integration::temp_dir("systemd");
+    let dir = dir.path();
     let unit = dir.join("kawrap-probe.service");
     std::fs::write(&unit, "[Unit]\nDescription=probe\n[Service]\nExecStart=/bin/true\n").expect("write unit");
     let dir_text = dir.to_string_lossy().into_owned();
@@ -385,5 +384,4 @@ fn systemd_drop_in_is_accepted_by_systemd() {
     std::fs::write(&drop_in, format!("{text}\nEnvironment=\"BROKEN\nNoSuchSetting=1\n")).expect("break it");
     let stderr = verify("a broken drop-in");
     assert!(stderr.contains("50-kawrap.conf"), "a broken drop-in went unnoticed:\n{stderr}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

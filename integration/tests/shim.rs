@@ -240,9 +240,8 @@ fn errno_and_results_are_the_real_calls() {
 
 #[test]
 fn invalid_or_disabled_configuration_leaves_the_program_alone_and_says_why() {
-    let dir = std::env::temp_dir().join(format!("kawrap-shim-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let log = dir.join("kawrap.log");
+    let dir = kawrap_integration::temp_dir("shim-test");
+    let log = dir.path().join("kawrap.log");
     let steps = ["socket:inet:stream", "print"];
     let bare = Run::bare().steps(probe(), &steps);
     for (key, value) in [
@@ -258,14 +257,12 @@ fn invalid_or_disabled_configuration_leaves_the_program_alone_and_says_why() {
     assert!(text.contains(r#"disabled: profile "300/30/500": count 500 is out of range 1..=127"#), "{text}");
     assert!(text.contains("disabled: rule \":70000=ssh\""), "{text}");
     assert!(text.contains("disabled: policy \"always\""), "{text}");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
 fn log_has_one_line_per_socket_with_what_was_applied() {
-    let dir = std::env::temp_dir().join(format!("kawrap-log-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let log = dir.join("kawrap.log");
+    let dir = kawrap_integration::temp_dir("log-test");
+    let log = dir.path().join("kawrap.log");
     let (_listener, addr) = listener_v4();
     let port = addr.rsplit(':').next().unwrap();
     Run::shim("300/30/5")
@@ -281,7 +278,6 @@ fn log_has_one_line_per_socket_with_what_was_applied() {
     assert!(lines[0].contains("fd=3 event=socket rule=- profile=300/30/5 set=SO_KEEPALIVE,TCP_KEEPIDLE,TCP_KEEPINTVL,TCP_KEEPCNT"), "{text}");
     assert!(lines[1].contains(&format!("event=connect dest={addr} rule=0 profile=60/10/6 set=SO_KEEPALIVE,TCP_KEEPIDLE,TCP_KEEPINTVL kept=TCP_KEEPCNT")), "{text}");
     assert!(lines.iter().all(|l| l.starts_with("kawrap pid=")));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
