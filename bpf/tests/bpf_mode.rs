@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use kawrap_bpf::Scope;
 use kawrap_core::Config;
-use support::{Client, Options, Server, keepalive_timer, local_port, options_of};
+use support::{Client, Options, Place, Server, keepalive_timer, local_port, options_of};
 
 fn config(profile: &str, rules: &str, policy: &str) -> Config {
     Config::from_values(Some(profile), Some(rules), Some(policy)).expect("valid test config")
@@ -34,8 +34,8 @@ fn static_raw_syscall_programs_get_the_profile_only_in_the_scope() {
         return;
     }
     // Without kawrap: the kernel's defaults, keepalive off, no timer.
-    let server = &mut Server::start(None, "127.0.0.1");
-    let client = Client::connect(None, "127.0.0.1", server.port, &[]);
+    let server = &mut Server::start(Place::Outside, "127.0.0.1");
+    let client = Client::connect(Place::Outside, "127.0.0.1", server.port, &[]);
     let accepted = server.accepted_fd();
     let defaults = support::kernel_defaults();
     assert_eq!(options_of(client.pid(), client.fd), defaults, "client outside the scope");
@@ -45,8 +45,8 @@ fn static_raw_syscall_programs_get_the_profile_only_in_the_scope() {
 
     // In the scope: both ends get the profile, user timeout included.
     let scope = Scope::create(&config("7/3/4/4500", "", "respect")).expect("create scope");
-    let server = &mut Server::start(Some(&scope), "127.0.0.1");
-    let client = Client::connect(Some(&scope), "127.0.0.1", server.port, &[]);
+    let server = &mut Server::start(Place::Scope(&scope), "127.0.0.1");
+    let client = Client::connect(Place::Scope(&scope), "127.0.0.1", server.port, &[]);
     let accepted = server.accepted_fd();
     let expected = Options::on(7, 3, 4, 4500);
     assert_eq!(options_of(client.pid(), client.fd), expected, "connecting socket");
@@ -78,8 +78,9 @@ fn rules_match_first_wins_by_port_network_and_mapped_ipv4() {
     const UNRULED: usize = 1;
     const BY_NETWORK: usize = 2;
     const V6: usize = 3;
-    let mut servers: Vec<Server> =
-        ["127.0.0.1", "127.0.0.1", "127.0.0.1", "::1"].map(|addr| Server::start(Some(scope), addr)).into();
+    let mut servers: Vec<Server> = ["127.0.0.1", "127.0.0.1", "127.0.0.1", "::1"]
+        .map(|addr| Server::start(Place::Scope(scope), addr))
+        .into();
     let rules = format!(
         ":{}=2/1/3,[::1]=5/5/5,127.0.0.0/8:{}=4/4/4,127.0.0.1=9/9/9",
         servers[RULED].port, servers[BY_NETWORK].port
@@ -95,7 +96,7 @@ fn rules_match_first_wins_by_port_network_and_mapped_ipv4() {
     ];
     for (index, addr, expected, why) in cases {
         let server = &mut servers[index];
-        let client = Client::connect(Some(scope), addr, server.port, &[]);
+        let client = Client::connect(Place::Scope(scope), addr, server.port, &[]);
         let accepted = server.accepted_fd();
         assert_eq!(options_of(client.pid(), client.fd), expected, "{addr}:{}: {why}", server.port);
         // Accepted connections have no destination to match: the profile.
@@ -105,9 +106,9 @@ fn rules_match_first_wins_by_port_network_and_mapped_ipv4() {
     // A port rule covers only its port: an address no rule names, on
     // another port, gets the profile.
     scope.update(&config("60/10/6", &format!(":{}=2/1/3", servers[RULED].port), "respect")).expect("update");
-    let client = Client::connect(Some(scope), "127.0.0.1", servers[UNRULED].port, &[]);
+    let client = Client::connect(Place::Scope(scope), "127.0.0.1", servers[UNRULED].port, &[]);
     assert_eq!(options_of(client.pid(), client.fd), Options::on(60, 10, 6, 0), "other port");
-    let client = Client::connect(Some(scope), "127.0.0.1", servers[RULED].port, &[]);
+    let client = Client::connect(Place::Scope(scope), "127.0.0.1", servers[RULED].port, &[]);
     assert_eq!(options_of(client.pid(), client.fd), Options::on(2, 1, 3, 0), "ruled port");
 }
 
@@ -122,8 +123,8 @@ fn ipv6_prefixes_and_address_families_match_as_in_core() {
     }
     let scope = &mut Scope::create(&config("60/10/6", "", "respect")).expect("create scope");
     // Dual-stack listeners (`::`), so one port takes IPv4, IPv6 and mapped.
-    let mut a = Server::start(Some(scope), "::");
-    let mut b = Server::start(Some(scope), "::");
+    let mut a = Server::start(Place::Scope(scope), "::");
+    let mut b = Server::start(Place::Scope(scope), "::");
     let rules = format!(
         "[::]/128=5/5/5,[::]/0:{a}=2/1/3,0.0.0.0/0:{b}=3/1/3,[::]/120=4/4/4,127.0.0.0/8=9/9/9",
         a = a.port,
@@ -150,7 +151,7 @@ fn ipv6_prefixes_and_address_families_match_as_in_core() {
         );
         assert_eq!(core, expected, "{addr}:{port}: kawrap-core disagrees with the case ({why})");
         let server = if port == a.port { &mut a } else { &mut b };
-        let client = Client::connect(Some(scope), addr, port, &[]);
+        let client = Client::connect(Place::Scope(scope), addr, port, &[]);
         server.accepted_fd();
         assert_eq!(options_of(client.pid(), client.fd), expected, "{addr}:{port}: {why}");
     }
@@ -169,8 +170,8 @@ fn respect_keeps_the_programs_own_options_and_force_replaces_them() {
     let listener_own = ["cnt=8"];
 
     let scope = Scope::create(&config("7/3/4", "", "respect")).expect("create scope");
-    let server = &mut Server::start_with(Some(&scope), "127.0.0.1", &listener_own);
-    let client = Client::connect(Some(&scope), "127.0.0.1", server.port, &own);
+    let server = &mut Server::start_with(Place::Scope(&scope), "127.0.0.1", &listener_own);
+    let client = Client::connect(Place::Scope(&scope), "127.0.0.1", server.port, &own);
     let accepted = server.accepted_fd();
     let got = options_of(client.pid(), client.fd);
     assert_eq!(got, Options { keepalive: 0, idle: 100, interval: 20, count: 4, user_timeout: 0 }, "respect");
@@ -184,8 +185,8 @@ fn respect_keeps_the_programs_own_options_and_force_replaces_them() {
     scope.close().expect("close");
 
     let scope = Scope::create(&config("7/3/4", "", "force")).expect("create scope");
-    let server = &mut Server::start_with(Some(&scope), "127.0.0.1", &listener_own);
-    let client = Client::connect(Some(&scope), "127.0.0.1", server.port, &own);
+    let server = &mut Server::start_with(Place::Scope(&scope), "127.0.0.1", &listener_own);
+    let client = Client::connect(Place::Scope(&scope), "127.0.0.1", server.port, &own);
     let accepted = server.accepted_fd();
     assert_eq!(options_of(client.pid(), client.fd), Options::on(7, 3, 4, 0), "force");
     assert_eq!(options_of(server.pid(), accepted), Options::on(7, 3, 4, 0), "force, accepted");

@@ -2,7 +2,6 @@
 //! clean-up), `attach` (pinned, live update), `detach`, `status`.
 mod support;
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -11,7 +10,7 @@ use std::time::Duration;
 use kawrap_bpf::{AttachOutcome, Error};
 use kawrap_core::Config;
 use kawrap_integration::poll;
-use support::{Client, Options, Server, options_of};
+use support::{Client, Options, Place, Server, options_of};
 
 /// `run` forwards signals through one process-wide slot: one at a time.
 static RUN: Mutex<()> = Mutex::new(());
@@ -114,18 +113,25 @@ fn cgroup2_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/run/kawrap/cgroup2"))
 }
 
-/// Starts `command` inside the cgroup `dir` (as any service manager would).
-fn in_cgroup(dir: &Path, command: &mut Command) {
-    let procs =
-        std::ffi::CString::new(dir.join("cgroup.procs").into_os_string().into_encoded_bytes()).unwrap();
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        command.pre_exec(move || {
-            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
-            let ok = fd >= 0 && libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
-            libc::close(fd);
-            if ok { Ok(()) } else { Err(std::io::Error::last_os_error()) }
-        });
+/// A cgroup directly under the cgroup v2 root, standing for an existing
+/// one such as a systemd service's; on drop kawrap is detached from it and
+/// it is removed.
+struct TestCgroup(PathBuf);
+
+impl TestCgroup {
+    fn create(label: &str) -> TestCgroup {
+        // The first status() mounts cgroup v2 if the system has not.
+        kawrap_bpf::status().expect("status");
+        let path = cgroup2_root().join(format!("kawrap-test-{label}{}", std::process::id()));
+        std::fs::create_dir(&path).expect("create cgroup");
+        TestCgroup(path)
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let _ = kawrap_bpf::detach(&self.0);
+        let _ = std::fs::remove_dir(&self.0);
     }
 }
 
@@ -134,38 +140,22 @@ fn attach_update_status_detach_on_an_existing_cgroup() {
     if support::skip() {
         return;
     }
-    // An existing cgroup, such as a systemd service's. Created after the
-    // first status() call, which mounts cgroup v2 if the system has not.
-    kawrap_bpf::status().expect("status");
-    let cgroup = cgroup2_root().join(format!("kawrap-test-{}", std::process::id()));
-    std::fs::create_dir(&cgroup).expect("create cgroup");
-    struct Remove(PathBuf);
-    impl Drop for Remove {
-        fn drop(&mut self) {
-            let _ = kawrap_bpf::detach(&self.0);
-            let _ = std::fs::remove_dir(&self.0);
-        }
-    }
-    let _remove = Remove(cgroup.clone());
+    let test_cgroup = TestCgroup::create("");
+    let cgroup = test_cgroup.0.as_path();
 
-    let outcome = kawrap_bpf::attach(&cgroup, &config("7/3/4")).expect("attach");
+    let outcome = kawrap_bpf::attach(cgroup, &config("7/3/4")).expect("attach");
     let AttachOutcome::Attached { cgroup_id } = outcome else { panic!("expected Attached, got {outcome:?}") };
     let entry = |cgroup: &Path| {
         kawrap_bpf::status().expect("status").into_iter().find(|a| a.cgroup.as_deref() == Some(cgroup))
     };
-    let shown = entry(&cgroup).expect("status lists the attachment");
+    let shown = entry(cgroup).expect("status lists the attachment");
     assert!(shown.pinned, "{shown}");
     assert_eq!(shown.cgroup_id, cgroup_id);
     assert_eq!(shown.config.as_ref().map(|c| c.profile.to_string()), Ok("7/3/4".to_string()), "{shown}");
 
-    let helpers = support::helpers().as_ref().expect("helpers");
     let run_pair = |expected: Options, why: &str| {
-        let mut server_cmd = Command::new(&helpers.server);
-        in_cgroup(&cgroup, &mut server_cmd);
-        let mut server = Server::start_command(server_cmd, "127.0.0.1");
-        let mut client_cmd = Command::new(&helpers.client);
-        in_cgroup(&cgroup, &mut client_cmd);
-        let client = Client::connect_command(client_cmd, "127.0.0.1", server.port, &[]);
+        let mut server = Server::start(Place::Cgroup(cgroup), "127.0.0.1");
+        let client = Client::connect(Place::Cgroup(cgroup), "127.0.0.1", server.port, &[]);
         let accepted = server.accepted_fd();
         assert_eq!(options_of(client.pid(), client.fd), expected, "client: {why}");
         assert_eq!(options_of(server.pid(), accepted), expected, "server: {why}");
@@ -173,17 +163,17 @@ fn attach_update_status_detach_on_an_existing_cgroup() {
     run_pair(Options::on(7, 3, 4, 0), "attached");
 
     // Attaching again changes the values live, without re-attaching.
-    let outcome = kawrap_bpf::attach(&cgroup, &config("9/2/5/3s")).expect("update");
+    let outcome = kawrap_bpf::attach(cgroup, &config("9/2/5/3s")).expect("update");
     assert_eq!(outcome, AttachOutcome::Updated { cgroup_id });
     run_pair(Options::on(9, 2, 5, 3000), "updated");
-    let shown = entry(&cgroup).expect("status lists the attachment");
+    let shown = entry(cgroup).expect("status lists the attachment");
     assert_eq!(shown.config.as_ref().map(|c| c.profile.to_string()), Ok("9/2/5/3000".to_string()));
     assert_eq!((shown.counters.connect, shown.counters.passive), (2, 2), "{shown}");
 
-    kawrap_bpf::detach(&cgroup).expect("detach");
-    assert!(entry(&cgroup).is_none(), "status after detach");
+    kawrap_bpf::detach(cgroup).expect("detach");
+    assert!(entry(cgroup).is_none(), "status after detach");
     run_pair(support::kernel_defaults(), "detached");
-    match kawrap_bpf::detach(&cgroup) {
+    match kawrap_bpf::detach(cgroup) {
         Err(Error::NotAttached { .. }) => {}
         other => panic!("detach twice: {other:?}"),
     }
@@ -209,28 +199,16 @@ fn the_innermost_kawrap_wins_in_nested_cgroups() {
     // A service's cgroup with kawrap attached, and `kawrap --bpf` run by
     // something inside that service: the command gets its own profile,
     // the rest of the service the attached one.
-    kawrap_bpf::status().expect("status");
-    let outer = cgroup2_root().join(format!("kawrap-test-nested-{}", std::process::id()));
-    std::fs::create_dir(&outer).expect("create cgroup");
-    struct Remove(PathBuf);
-    impl Drop for Remove {
-        fn drop(&mut self) {
-            let _ = kawrap_bpf::detach(&self.0);
-            let _ = std::fs::remove_dir(&self.0);
-        }
-    }
-    let _remove = Remove(outer.clone());
-    kawrap_bpf::attach(&outer, &config("9/9/9")).expect("attach");
-    let scope = kawrap_bpf::Scope::create_under(&outer, &config("7/3/4")).expect("nested scope");
-    assert!(scope.path().starts_with(&outer));
+    let test_cgroup = TestCgroup::create("nested-");
+    let outer = test_cgroup.0.as_path();
+    kawrap_bpf::attach(outer, &config("9/9/9")).expect("attach");
+    let scope = kawrap_bpf::Scope::create_under(outer, &config("7/3/4")).expect("nested scope");
+    assert!(scope.path().starts_with(outer));
 
-    let helpers = support::helpers().as_ref().expect("helpers");
-    let mut server = Server::start(Some(&scope), "127.0.0.1");
-    let inner = Client::connect(Some(&scope), "127.0.0.1", server.port, &[]);
+    let mut server = Server::start(Place::Scope(&scope), "127.0.0.1");
+    let inner = Client::connect(Place::Scope(&scope), "127.0.0.1", server.port, &[]);
     let inner_accepted = server.accepted_fd();
-    let mut command = Command::new(&helpers.client);
-    in_cgroup(&outer, &mut command);
-    let outside = Client::connect_command(command, "127.0.0.1", server.port, &[]);
+    let outside = Client::connect(Place::Cgroup(outer), "127.0.0.1", server.port, &[]);
     server.accepted_fd();
     assert_eq!(options_of(inner.pid(), inner.fd), Options::on(7, 3, 4, 0), "in the nested scope");
     assert_eq!(options_of(server.pid(), inner_accepted), Options::on(7, 3, 4, 0), "accepted in the scope");

@@ -3,7 +3,8 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::OnceLock;
@@ -73,6 +74,48 @@ fn expect_line(reader: &mut BufReader<ChildStdout>, prefix: &str, who: &str) -> 
     }
 }
 
+/// Where a helper runs.
+#[derive(Clone, Copy)]
+pub enum Place<'a> {
+    /// Outside anything kawrap attached to.
+    Outside,
+    /// In a kawrap scope.
+    Scope(&'a Scope),
+    /// In an existing cgroup, started there as a service manager would.
+    Cgroup(&'a Path),
+}
+
+/// Starts `command` at `place` with its stdout piped.
+fn spawn(place: Place<'_>, mut command: Command) -> (Child, BufReader<ChildStdout>) {
+    command.stdout(Stdio::piped());
+    let spawned = match place {
+        Place::Outside => command.spawn().map_err(|e| e.to_string()),
+        Place::Scope(scope) => scope.spawn(&mut command).map_err(|e| e.to_string()),
+        Place::Cgroup(dir) => {
+            join_cgroup_on_exec(dir, &mut command);
+            command.spawn().map_err(|e| e.to_string())
+        }
+    };
+    let mut child = spawned.unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+    let out = BufReader::new(child.stdout.take().expect("piped"));
+    (child, out)
+}
+
+/// Makes `command` move itself into the cgroup `dir` before it execs.
+fn join_cgroup_on_exec(dir: &Path, command: &mut Command) {
+    let procs =
+        std::ffi::CString::new(dir.join("cgroup.procs").into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+            let ok = fd >= 0 && libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+            libc::close(fd);
+            if ok { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+        });
+    }
+}
+
 /// A running `ka_server`, killed on drop.
 pub struct Server {
     child: Child,
@@ -81,31 +124,17 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts a server on `addr` (any free port), inside `scope` if given.
-    pub fn start(scope: Option<&Scope>, addr: &str) -> Server {
-        Server::start_with(scope, addr, &[])
+    /// Starts a server on `addr` (any free port) at `place`.
+    pub fn start(place: Place<'_>, addr: &str) -> Server {
+        Server::start_with(place, addr, &[])
     }
 
     /// Like [`Server::start`]; `options` are the program's own setsockopt
     /// calls on its listening socket (see ka_server.c).
-    pub fn start_with(scope: Option<&Scope>, addr: &str, options: &[&str]) -> Server {
+    pub fn start_with(place: Place<'_>, addr: &str, options: &[&str]) -> Server {
         let mut command = Command::new(&helper_paths().server);
-        command.args([addr, "0"]).args(options).stdout(Stdio::piped());
-        let child = match scope {
-            Some(scope) => scope.spawn(&mut command).expect("spawn ka_server in scope"),
-            None => command.spawn().expect("spawn ka_server"),
-        };
-        Server::from_child(child)
-    }
-
-    /// Starts `command` (the server binary, set up by the caller) on `addr`.
-    pub fn start_command(mut command: Command, addr: &str) -> Server {
-        command.args([addr, "0"]).stdout(Stdio::piped());
-        Server::from_child(command.spawn().expect("spawn ka_server"))
-    }
-
-    fn from_child(mut child: Child) -> Server {
-        let mut out = BufReader::new(child.stdout.take().expect("piped"));
+        command.args([addr, "0"]).args(options);
+        let (child, mut out) = spawn(place, command);
         let port = expect_line(&mut out, "port ", "ka_server").parse().expect("port number");
         Server { child, out, port }
     }
@@ -134,27 +163,12 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to `addr`:`port`, inside `scope` if given; `options` are
-    /// the program's own setsockopt calls (see ka_client.c).
-    pub fn connect(scope: Option<&Scope>, addr: &str, port: u16, options: &[&str]) -> Client {
+    /// Connects to `addr`:`port` from `place`; `options` are the program's
+    /// own setsockopt calls (see ka_client.c).
+    pub fn connect(place: Place<'_>, addr: &str, port: u16, options: &[&str]) -> Client {
         let mut command = Command::new(&helper_paths().client);
-        command.arg(addr).arg(port.to_string()).args(options).stdout(Stdio::piped());
-        let child = match scope {
-            Some(scope) => scope.spawn(&mut command).expect("spawn ka_client in scope"),
-            None => command.spawn().expect("spawn ka_client"),
-        };
-        Client::from_child(child)
-    }
-
-    /// Runs `command` (the client binary, set up by the caller) against
-    /// `addr`:`port`.
-    pub fn connect_command(mut command: Command, addr: &str, port: u16, options: &[&str]) -> Client {
-        command.arg(addr).arg(port.to_string()).args(options).stdout(Stdio::piped());
-        Client::from_child(command.spawn().expect("spawn ka_client"))
-    }
-
-    fn from_child(mut child: Child) -> Client {
-        let mut out = BufReader::new(child.stdout.take().expect("piped"));
+        command.arg(addr).arg(port.to_string()).args(options);
+        let (child, mut out) = spawn(place, command);
         let fd = expect_line(&mut out, "connected fd=", "ka_client").parse().expect("fd number");
         Client { child, fd }
     }
@@ -197,20 +211,24 @@ fn getsockopt_int(fd: RawFd, level: i32, name: i32) -> i32 {
     value
 }
 
-/// Reads the options of fd `fd` of process `pid` from outside it, through
-/// a duplicate obtained with pidfd_getfd(2): the same socket, the kernel's
-/// own answer.
-pub fn options_of(pid: i32, fd: RawFd) -> Options {
+/// A duplicate of fd `fd` of process `pid`, obtained with pidfd_getfd(2):
+/// the same socket, so getsockopt on it is the kernel's own answer.
+fn socket_of(pid: i32, fd: RawFd) -> OwnedFd {
     // SAFETY: plain system calls; the returned fds are owned right away.
-    let socket = unsafe {
+    unsafe {
         let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0);
         assert!(pidfd >= 0, "pidfd_open({pid}): {}", std::io::Error::last_os_error());
         let pidfd = OwnedFd::from_raw_fd(pidfd as RawFd);
-        let dup = libc::syscall(libc::SYS_pidfd_getfd, std::os::fd::AsRawFd::as_raw_fd(&pidfd), fd, 0);
+        let dup = libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0);
         assert!(dup >= 0, "pidfd_getfd({pid}, {fd}): {}", std::io::Error::last_os_error());
         OwnedFd::from_raw_fd(dup as RawFd)
-    };
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
+    }
+}
+
+/// Reads the options of fd `fd` of process `pid` from outside it.
+pub fn options_of(pid: i32, fd: RawFd) -> Options {
+    let socket = socket_of(pid, fd);
+    let fd = socket.as_raw_fd();
     Options {
         keepalive: getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE),
         idle: getsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE),
@@ -247,28 +265,17 @@ pub fn keepalive_timer(local_port: u16, peer_port: u16) -> Option<Duration> {
 
 /// The local port of fd `fd` in process `pid`.
 pub fn local_port(pid: i32, fd: RawFd) -> u16 {
-    // SAFETY: as in options_of.
-    let socket = unsafe {
-        let pidfd = OwnedFd::from_raw_fd(libc::syscall(libc::SYS_pidfd_open, pid, 0) as RawFd);
-        OwnedFd::from_raw_fd(libc::syscall(
-            libc::SYS_pidfd_getfd,
-            std::os::fd::AsRawFd::as_raw_fd(&pidfd),
-            fd,
-            0,
-        ) as RawFd)
-    };
+    let socket = socket_of(pid, fd);
+    // SAFETY: an all-zero sockaddr_storage is a valid value.
     let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     // SAFETY: addr/len are valid out pointers of the stated size.
     let rc = unsafe {
-        libc::getsockname(
-            std::os::fd::AsRawFd::as_raw_fd(&socket),
-            (&mut addr as *mut libc::sockaddr_storage).cast(),
-            &mut len,
-        )
+        libc::getsockname(socket.as_raw_fd(), (&mut addr as *mut libc::sockaddr_storage).cast(), &mut len)
     };
     assert_eq!(rc, 0, "getsockname");
     // sin_port and sin6_port sit at the same offset, in network order.
+    // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
     let sin = unsafe { &*(&addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
     u16::from_be(sin.sin_port)
 }
