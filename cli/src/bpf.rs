@@ -91,7 +91,6 @@ pub fn launch(
 #[cfg(feature = "bpf")]
 mod imp {
     use std::ffi::OsString;
-    use std::io;
     use std::os::unix::process::{CommandExt, ExitStatusExt};
     use std::path::Path;
     use std::process::Command;
@@ -117,18 +116,10 @@ mod imp {
         command.arg0(name).args(args);
         let outcome = match kawrap_bpf::run(config, &mut command) {
             Ok(outcome) => outcome,
+            // The program was found and is executable (find_command): a
+            // failure now is the exec's own, told as for the LD_PRELOAD mode.
             Err(kawrap_bpf::Error::Spawn { source, .. }) => {
-                return Err(match source.kind() {
-                    io::ErrorKind::NotFound => Error::CommandNotFound {
-                        name: name.to_string_lossy().into_owned(),
-                        reason: "command not found",
-                        hint: String::new(),
-                    },
-                    _ => Error::CannotExecute {
-                        name: name.to_string_lossy().into_owned(),
-                        reason: source.to_string(),
-                    },
-                });
+                return Err(crate::launch::exec_error(name, source));
             }
             Err(error) => return Err(refused(error)),
         };

@@ -357,7 +357,7 @@ fn cannot_execute(name: &OsStr, reason: String) -> Error {
 }
 
 /// The found program could not be executed after all.
-fn exec_error(name: &OsStr, error: io::Error) -> Error {
+pub fn exec_error(name: &OsStr, error: io::Error) -> Error {
     match error.raw_os_error() {
         // The file is there (it was just found): what is missing is the
         // interpreter its `#!` line or ELF header names. Shells say 127.
