@@ -7,17 +7,10 @@
  * Prints "connected fd=N" once connected, then blocks in read() and, when
  * that returns, prints "read rc=R errno=E ms=T" (T: milliseconds since the
  * connection was established) and exits 0. */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "ka_common.h"
 
 static long long now_ms(void)
 {
@@ -27,43 +20,22 @@ static long long now_ms(void)
 	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
 }
 
+/* The OPTION=VALUE arguments for before connect(), or (`after`) those
+ * given as after:OPTION=VALUE. */
 static void set_options(int fd, int argc, char **argv, int after)
 {
 	for (int i = 3; i < argc; i++) {
-		char *arg = argv[i];
-		int level = IPPROTO_TCP, name, value;
+		const char *arg = argv[i];
 
 		if ((strncmp(arg, "after:", 6) == 0) != after)
 			continue;
-		if (after)
-			arg += 6;
-		if (strncmp(arg, "keepalive=", 10) == 0)
-			level = SOL_SOCKET, name = SO_KEEPALIVE;
-		else if (strncmp(arg, "idle=", 5) == 0)
-			name = TCP_KEEPIDLE;
-		else if (strncmp(arg, "intvl=", 6) == 0)
-			name = TCP_KEEPINTVL;
-		else if (strncmp(arg, "cnt=", 4) == 0)
-			name = TCP_KEEPCNT;
-		else if (strncmp(arg, "ut=", 3) == 0)
-			name = TCP_USER_TIMEOUT;
-		else {
-			fprintf(stderr, "ka_client: bad option %s\n", arg);
-			exit(2);
-		}
-		value = atoi(strchr(arg, '=') + 1);
-		if (syscall(SYS_setsockopt, fd, level, name, &value, sizeof(value)) < 0) {
-			perror("ka_client: setsockopt");
-			exit(1);
-		}
+		set_option("ka_client", fd, after ? arg + 6 : arg);
 	}
 }
 
 int main(int argc, char **argv)
 {
 	struct sockaddr_storage ss;
-	struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
 	socklen_t len;
 	int family, fd;
 	long long start;
@@ -74,19 +46,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: ka_client ADDR PORT [OPTION=VALUE]...\n");
 		return 2;
 	}
-	memset(&ss, 0, sizeof(ss));
-	if (inet_pton(AF_INET, argv[1], &in4->sin_addr) == 1) {
-		family = in4->sin_family = AF_INET;
-		in4->sin_port = htons(atoi(argv[2]));
-		len = sizeof(*in4);
-	} else if (inet_pton(AF_INET6, argv[1], &in6->sin6_addr) == 1) {
-		family = in6->sin6_family = AF_INET6;
-		in6->sin6_port = htons(atoi(argv[2]));
-		len = sizeof(*in6);
-	} else {
-		fprintf(stderr, "ka_client: bad address %s\n", argv[1]);
-		return 2;
-	}
+	family = fill_address("ka_client", argv[1], atoi(argv[2]), &ss, &len);
 	fd = syscall(SYS_socket, family, SOCK_STREAM, 0);
 	if (fd < 0) {
 		perror("ka_client: socket");
