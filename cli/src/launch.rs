@@ -287,13 +287,8 @@ fn find_command(name: &OsStr) -> Result<PathBuf, Error> {
             },
         };
     }
-    // Without PATH, glibc's execvp searches confstr(_CS_PATH).
-    let search = env::var_os("PATH").unwrap_or_else(|| OsString::from("/bin:/usr/bin"));
     let mut refused = None;
-    for dir in search.as_bytes().split(|&b| b == b':') {
-        // An empty entry is the current directory.
-        let dir = if dir.is_empty() { Path::new(".") } else { Path::new(OsStr::from_bytes(dir)) };
-        let candidate = dir.join(name);
+    for candidate in path_candidates(Path::new(name)) {
         let Ok(metadata) = fs::metadata(&candidate) else { continue };
         if metadata.is_dir() {
             continue;
@@ -309,6 +304,20 @@ fn find_command(name: &OsStr) -> Result<PathBuf, Error> {
         Some((path, reason)) => Err(cannot_execute(path.as_os_str(), reason)),
         None => Err(not_found(name, "command not found")),
     }
+}
+
+/// What PATH means when it is not set: glibc's execvp searches
+/// confstr(_CS_PATH).
+const DEFAULT_PATH: &str = "/bin:/usr/bin";
+
+/// Where execvp(3) looks for a `name` without a `/`, in order: `name` in
+/// each PATH entry (an empty entry is the current directory).
+pub fn path_candidates(name: &Path) -> Vec<PathBuf> {
+    let search = env::var_os("PATH").unwrap_or_else(|| OsString::from(DEFAULT_PATH));
+    let dirs = search.as_bytes().split(|&b| b == b':');
+    dirs.map(|dir| if dir.is_empty() { Path::new(".") } else { Path::new(OsStr::from_bytes(dir)) })
+        .map(|dir| dir.join(name))
+        .collect()
 }
 
 /// Whether the kernel will let us execute `path`, or why not.
@@ -340,7 +349,7 @@ fn not_found(name: &OsStr, reason: &'static str) -> Error {
                 path.to_string_lossy()
             ),
             None => format!(
-                "PATH is not set; looked in /bin:/usr/bin; give a path (./{name}) to run a program from elsewhere"
+                "PATH is not set; looked in {DEFAULT_PATH}; give a path (./{name}) to run a program from elsewhere"
             ),
         }
     };

@@ -265,12 +265,8 @@ fn resolve_interpreter(shebang: Shebang<'_>) -> Option<PathBuf> {
 /// The first executable regular file called `name` in PATH, as env(1)'s
 /// execvp finds it.
 fn find_in_path(name: &Path) -> Option<PathBuf> {
-    let search = std::env::var_os("PATH").unwrap_or_else(|| "/bin:/usr/bin".into());
-    search.as_bytes().split(|&b| b == b':').find_map(|dir| {
-        let dir = if dir.is_empty() { Path::new(".") } else { Path::new(OsStr::from_bytes(dir)) };
-        let candidate = dir.join(name);
-        let metadata = fs::metadata(&candidate).ok()?;
-        (metadata.is_file() && metadata.mode() & 0o111 != 0).then_some(candidate)
+    crate::launch::path_candidates(name).into_iter().find(|candidate| {
+        fs::metadata(candidate).is_ok_and(|metadata| metadata.is_file() && metadata.mode() & 0o111 != 0)
     })
 }
 
