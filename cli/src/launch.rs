@@ -226,7 +226,7 @@ pub fn find_lib(explicit: Option<&Path>) -> Result<PathBuf, Error> {
 /// ld.so splits LD_PRELOAD at spaces and colons, so a path containing one
 /// cannot be preloaded at all.
 fn preloadable(path: PathBuf) -> Result<PathBuf, String> {
-    if path.as_os_str().as_bytes().iter().any(|b| matches!(b, b' ' | b':')) {
+    if path.as_os_str().as_bytes().iter().any(preload_separator) {
         return Err(format!(
             "{} contains ' ' or ':', which LD_PRELOAD cannot carry; copy or link the library to another path",
             path.display()
@@ -240,8 +240,7 @@ fn preloadable(path: PathBuf) -> Result<PathBuf, String> {
 /// joined with colons. Bytes are kept as they are.
 pub fn preload_value(lib: &Path, existing: Option<&OsStr>) -> OsString {
     let mut value = lib.as_os_str().as_bytes().to_vec();
-    let entries = existing.map(OsStr::as_bytes).unwrap_or_default().split(|b| matches!(b, b' ' | b':'));
-    for entry in entries.filter(|entry| !entry.is_empty()) {
+    for entry in preload_entries(existing) {
         if !same_file(entry, lib) {
             value.push(b':');
             value.extend_from_slice(entry);
@@ -254,13 +253,22 @@ pub fn preload_value(lib: &Path, existing: Option<&OsStr>) -> OsString {
 /// libkawrap.so: a moved or rebuilt copy is still ours), other entries kept
 /// in order and joined with colons; `None` when nothing else is left.
 pub fn preload_without(lib: Option<&Path>, existing: Option<&OsStr>) -> Option<OsString> {
-    let entries = existing.map(OsStr::as_bytes).unwrap_or_default().split(|b| matches!(b, b' ' | b':'));
     let ours = |entry: &[u8]| {
         Path::new(OsStr::from_bytes(entry)).file_name() == Some(OsStr::new(LIB_NAME))
             || lib.is_some_and(|lib| same_file(entry, lib))
     };
-    let kept: Vec<&[u8]> = entries.filter(|entry| !entry.is_empty() && !ours(entry)).collect();
+    let kept: Vec<&[u8]> = preload_entries(existing).filter(|entry| !ours(entry)).collect();
     (!kept.is_empty()).then(|| OsString::from_vec(kept.join(&b':')))
+}
+
+/// ld.so splits LD_PRELOAD at spaces and colons.
+fn preload_separator(byte: &u8) -> bool {
+    matches!(byte, b' ' | b':')
+}
+
+/// The non-empty entries of an LD_PRELOAD value, as ld.so reads them.
+fn preload_entries(value: Option<&OsStr>) -> impl Iterator<Item = &[u8]> {
+    value.map(OsStr::as_bytes).unwrap_or_default().split(preload_separator).filter(|entry| !entry.is_empty())
 }
 
 fn same_file(entry: &[u8], lib: &Path) -> bool {
