@@ -9,6 +9,7 @@ use std::time::Duration;
 
 pub mod netns;
 pub mod probe;
+pub mod process;
 pub mod servers;
 pub mod ss;
 

@@ -17,13 +17,12 @@
 //! Names are `kw<pid>x<n>c` / `kw<pid>x<n>s`; [`NetnsPair`] deletes both on drop,
 //! including during a panic, and [`NetnsPair::new`] first sweeps pairs left
 //! behind by test processes that were killed before their destructors ran.
-use std::io::{self, BufRead, BufReader};
+use std::io;
 use std::net::Ipv4Addr;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc::{self, Receiver};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The client's address on the veth (inside the client namespace).
 pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
@@ -92,7 +91,7 @@ impl Namespace {
 
     /// `ip netns exec NAME program`: `ip` execs the program (no extra
     /// process), so the child's pid is the program's. The child gets its
-    /// own process group, so [`KillOnDrop`] also reaches what it forks.
+    /// own process group, so [`crate::process::KillOnDrop`] also reaches what it forks.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.name]).arg(program).process_group(0);
@@ -255,89 +254,6 @@ fn sweep_orphans() {
             let _ = Command::new("ip").args(["netns", "delete", name]).stderr(Stdio::null()).status();
         }
     }
-}
-
-/// A child process that is killed (with its whole process group) and
-/// reaped when dropped, so a failing test leaves no blocked client behind.
-#[derive(Debug)]
-pub struct KillOnDrop(pub Child);
-
-impl KillOnDrop {
-    /// Sends `signal` to the child's process group (it was spawned with
-    /// `process_group(0)` by [`Namespace::command`]).
-    pub fn signal_group(&self, signal: libc::c_int) {
-        if let Ok(pgid) = libc::pid_t::try_from(self.0.id()) {
-            // SAFETY: kill has no memory-safety preconditions; a negative pid
-            // names the process group, which is this child's own.
-            unsafe { libc::kill(-pgid, signal) };
-        }
-    }
-
-    /// `Some(status)` once the child has exited.
-    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
-        self.0.try_wait().ok().flatten()
-    }
-
-    /// Waits up to `timeout` for the child to exit.
-    pub fn wait_timeout(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        crate::poll(timeout, || self.try_wait())
-    }
-}
-
-impl std::ops::Deref for KillOnDrop {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for KillOnDrop {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            self.signal_group(libc::SIGKILL);
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-/// Spawns `cmd` with stdout piped; its lines arrive on the receiver.
-pub fn spawn_with_lines(mut cmd: Command) -> (KillOnDrop, Receiver<String>) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    (KillOnDrop(child), rx)
-}
-
-/// Waits for the line `want`; panics with everything seen if it does not come.
-pub fn expect_line(lines: &Receiver<String>, want: &str, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut seen = Vec::new();
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        match lines.recv_timeout(left) {
-            Ok(line) if line == want => return,
-            Ok(line) => seen.push(line),
-            Err(_) => break,
-        }
-    }
-    panic!("{what} never printed {want:?}; output: {seen:?}");
 }
 
 #[cfg(test)]

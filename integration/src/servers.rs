@@ -176,43 +176,6 @@ impl Client {
     }
 }
 
-/// A running child that is killed (SIGKILL) and reaped on drop, so a
-/// failing assertion never leaves a client running.
-pub struct Running {
-    child: Option<Child>,
-}
-
-impl Running {
-    /// Spawns `cmd`.
-    pub fn spawn(cmd: &mut Command) -> io::Result<Running> {
-        Ok(Running { child: Some(cmd.spawn()?) })
-    }
-
-    /// The child.
-    pub fn child(&mut self) -> &mut Child {
-        self.child.as_mut().expect("child present until consumed")
-    }
-
-    /// Has the child exited?
-    pub fn exited(&mut self) -> bool {
-        matches!(self.child().try_wait(), Ok(Some(_)))
-    }
-
-    /// Waits for the child and collects its output (as `Child::wait_with_output`).
-    pub fn wait_with_output(mut self) -> io::Result<Output> {
-        self.child.take().expect("child present until consumed").wait_with_output()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// A server process in its own process group, logging to a file; on drop
 /// it gets its stop signal, then the whole group SIGKILL if it lingers.
 struct Daemon {

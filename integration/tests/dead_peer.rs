@@ -15,7 +15,8 @@ use std::process::Stdio;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
-use kawrap_integration::netns::{self, KillOnDrop, NetnsPair, SERVER_ADDR, expect_line, spawn_with_lines};
+use kawrap_integration::netns::{self, NetnsPair, SERVER_ADDR};
+use kawrap_integration::process::{KillOnDrop, expect_line, spawn_with_lines};
 use kawrap_integration::servers::{Postgres, postgres_missing};
 use kawrap_integration::ss::{self, SsLine};
 use kawrap_integration::{kawrap_bin, poll, skip_unless};
@@ -240,7 +241,7 @@ fn psql_waiting_on_a_query_fails_when_the_server_vanishes() {
     let query = "select pg_sleep(600)";
     let mut psql = pg.psql("postgres", query).kawrap_in(pair.client(), &["--profile", "2/1/3"]);
     psql.stdout(Stdio::null()).stderr(Stdio::piped());
-    let mut psql = KillOnDrop(psql.spawn().expect("spawn psql under kawrap"));
+    let mut psql = KillOnDrop::spawn(&mut psql).expect("spawn psql under kawrap");
 
     // Cut only once the query is running on the server (so nothing is in
     // flight and keepalive is what must notice).

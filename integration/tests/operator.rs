@@ -10,8 +10,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use kawrap_integration::netns::{self, KillOnDrop, NetnsPair, SERVER_ADDR};
-use kawrap_integration::netns::{expect_line, spawn_with_lines};
+use kawrap_integration::netns::{self, NetnsPair, SERVER_ADDR};
+use kawrap_integration::process::{KillOnDrop, expect_line, spawn_with_lines};
 use kawrap_integration::servers::free_port;
 use kawrap_integration::ss::{self, SsLine};
 use kawrap_integration::{is_root, kawrap_bin, poll, shim_path, skip_unless};

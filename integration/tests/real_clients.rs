@@ -16,9 +16,10 @@ use std::net::TcpStream;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use kawrap_integration::process::KillOnDrop;
 use kawrap_integration::servers::{
-    Client, MariaDb, Postgres, Redis, Running, SlowHttp, Sshd, have_program, mariadb_missing,
-    postgres_missing, python3, redis_missing, sshd_missing,
+    Client, MariaDb, Postgres, Redis, SlowHttp, Sshd, have_program, mariadb_missing, postgres_missing,
+    python3, redis_missing, sshd_missing,
 };
 use kawrap_integration::skip_unless;
 use kawrap_integration::ss::{self, SsLine};
@@ -132,10 +133,10 @@ impl Watched {
 /// Runs `cmd` to completion, sampling `ss` for `end` until it exits.
 fn watch(label: &str, mut cmd: Command, end: End) -> Watched {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut running = Running::spawn(&mut cmd).unwrap_or_else(|e| panic!("{label}: spawn {cmd:?}: {e}"));
+    let mut running = KillOnDrop::spawn(&mut cmd).unwrap_or_else(|e| panic!("{label}: spawn {cmd:?}: {e}"));
     let started = Instant::now();
     let mut samples = Vec::new();
-    while !running.exited() {
+    while running.try_wait().is_none() {
         assert!(started.elapsed() < CLIENT_TIMEOUT, "{label}: still running after {CLIENT_TIMEOUT:?}");
         samples.extend(established(end));
         std::thread::sleep(SAMPLE_EVERY);
@@ -263,8 +264,8 @@ fn python_server_accepted_socket() {
 fn serve_one(label: &str, mut cmd: Command) -> Watched {
     use std::io::BufRead;
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut running = Running::spawn(&mut cmd).unwrap_or_else(|e| panic!("{label}: spawn: {e}"));
-    let mut stdout = std::io::BufReader::new(running.child().stdout.take().expect("piped stdout"));
+    let mut running = KillOnDrop::spawn(&mut cmd).unwrap_or_else(|e| panic!("{label}: spawn: {e}"));
+    let mut stdout = std::io::BufReader::new(running.stdout.take().expect("piped stdout"));
     let mut first = String::new();
     stdout.read_line(&mut first).expect("read the server's port");
     let port: u16 = first.trim().parse().unwrap_or_else(|_| panic!("{label}: printed {first:?}, not a port"));
@@ -272,7 +273,7 @@ fn serve_one(label: &str, mut cmd: Command) -> Watched {
     let end = End::Server(port);
     let started = Instant::now();
     let mut samples = Vec::new();
-    while !running.exited() {
+    while running.try_wait().is_none() {
         assert!(started.elapsed() < CLIENT_TIMEOUT, "{label}: still running after {CLIENT_TIMEOUT:?}");
         samples.extend(established(end));
         std::thread::sleep(SAMPLE_EVERY);
@@ -427,7 +428,7 @@ fn dump_while_watching(
     wanted: impl Fn(Duration) -> bool,
 ) -> (Vec<u8>, SsLine) {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut running = Running::spawn(&mut cmd).unwrap_or_else(|e| panic!("{label}: spawn: {e}"));
+    let mut running = KillOnDrop::spawn(&mut cmd).unwrap_or_else(|e| panic!("{label}: spawn: {e}"));
     let started = Instant::now();
     let mut seen: Vec<String> = Vec::new();
     let line = loop {
@@ -437,10 +438,10 @@ fn dump_while_watching(
         }
         seen.extend(lines.into_iter().map(|l| l.raw));
         seen.dedup();
-        if running.exited() || started.elapsed() > DUMP_WATCH_TIMEOUT {
-            let exited = running.exited();
-            let _ = running.child().kill();
-            let stderr = running.child().stderr.take().map(|mut e| {
+        if running.try_wait().is_some() || started.elapsed() > DUMP_WATCH_TIMEOUT {
+            let exited = running.try_wait().is_some();
+            let _ = running.kill();
+            let stderr = running.stderr.take().map(|mut e| {
                 let mut text = String::new();
                 let _ = e.read_to_string(&mut text);
                 text
@@ -456,7 +457,7 @@ fn dump_while_watching(
     };
     println!("OBSERVED {label}: {}", line.raw);
     let mut dump = Vec::new();
-    running.child().stdout.take().expect("piped stdout").read_to_end(&mut dump).expect("read the dump");
+    running.stdout.take().expect("piped stdout").read_to_end(&mut dump).expect("read the dump");
     let output = running.wait_with_output().expect("wait for the dump client");
     assert!(
         output.status.success(),
