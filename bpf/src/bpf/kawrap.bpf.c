@@ -286,6 +286,14 @@ int kawrap_setsockopt(struct bpf_sockopt *ctx)
 	__u32 bit, value;
 	void *optval, *optval_end;
 
+	/* Every setsockopt of the cgroup's processes passes here. A value over
+	 * a page is never one of ours; the program sees only its first page,
+	 * and before Linux 6.4 the kernel fails the program's call with EFAULT
+	 * unless optlen is set to 0 ("use the original buffer, untouched"). */
+	if (ctx->optlen > 4096) {
+		ctx->optlen = 0;
+		return 1;
+	}
 	if (!sk || sk->type != SOCK_STREAM || sk->protocol != IPPROTO_TCP ||
 	    (sk->family != AF_INET && sk->family != AF_INET6))
 		return 1;
