@@ -11,7 +11,7 @@ use testenv::{TestEnv, harmless_preload, real_shim, skip_unless};
 
 /// `kawrap --lib <fake lib> --dry-run ARGS... true`.
 fn dry_run(env: &TestEnv, args: &[&str]) -> testenv::Outcome {
-    env.kawrap().args(["--lib".as_ref(), env.fake_lib().as_os_str()]).dry_run(args).run()
+    env.kawrap().lib(&env.fake_lib()).dry_run(args).run()
 }
 
 // ---- kawrap profiles ----
@@ -54,11 +54,7 @@ fn a_program_called_profiles_runs_after_dashes() {
     let env = TestEnv::new();
     env.write_file("bin/profiles", "#!/bin/sh\nexit 3\n", 0o755);
     let lib = harmless_preload();
-    env.kawrap()
-        .env("PATH", env.root().join("bin"))
-        .args(["--lib".as_ref(), lib.as_os_str(), "--".as_ref(), "profiles".as_ref()])
-        .run()
-        .code(3);
+    env.kawrap().env("PATH", env.root().join("bin")).lib(&lib).args(["--", "profiles"]).run().code(3);
 }
 
 #[test]
@@ -66,7 +62,8 @@ fn a_missing_program_named_like_a_subcommand_gets_a_hint() {
     let env = TestEnv::new();
     env.kawrap()
         .env("PATH", env.root())
-        .args(["--lib".as_ref(), env.fake_lib().as_os_str(), "--".as_ref(), "profiles".as_ref()])
+        .lib(&env.fake_lib())
+        .args(["--", "profiles"])
         .run()
         .code(127)
         .stderr_contains("`profiles` is also a kawrap subcommand");
@@ -157,13 +154,7 @@ fn the_shim_goes_first_in_ld_preload_once() {
     let link = env.root().join("link.so");
     symlink(&lib, &link).unwrap();
     let existing = format!("/opt/a.so {}:/opt/b.so  {} :c.so", lib.display(), link.display());
-    let out = env
-        .kawrap()
-        .env("LD_PRELOAD", existing)
-        .args(["--lib".as_ref(), lib.as_os_str()])
-        .dry_run(&[])
-        .run()
-        .code(0);
+    let out = env.kawrap().env("LD_PRELOAD", existing).lib(&lib).dry_run(&[]).run().code(0);
     assert_eq!(out.exported("LD_PRELOAD"), Some(format!("{}:/opt/a.so:/opt/b.so:c.so", lib.display())));
 }
 
@@ -173,7 +164,7 @@ fn ld_preload_keeps_bytes_that_are_not_utf8() {
     let out = env
         .kawrap()
         .env("LD_PRELOAD", OsStr::from_bytes(b"/opt/\xff.so"))
-        .args(["--lib".as_ref(), env.fake_lib().as_os_str()])
+        .lib(&env.fake_lib())
         .dry_run(&[])
         .run()
         .code(0);
@@ -206,7 +197,7 @@ fn variables_exported_before_are_replaced_or_removed() {
         .env("KAWRAP_RULES", ":1=ssh")
         .env("KAWRAP_LOG", "/tmp/old.log")
         .env("KAWRAP_DISABLE", "1")
-        .args(["--lib".as_ref(), env.fake_lib().as_os_str()])
+        .lib(&env.fake_lib())
         .dry_run(&[])
         .run()
         .code(0);
@@ -219,7 +210,7 @@ fn dry_run_prints_the_command_shell_quoted() {
     let env = TestEnv::new();
     let out = env
         .kawrap()
-        .args(["--lib".as_ref(), env.fake_lib().as_os_str()])
+        .lib(&env.fake_lib())
         .args(["--dry-run", "sh", "-c", "echo \"it's $HOME\"", "--profile"])
         .run()
         .code(0);
@@ -232,7 +223,7 @@ fn dry_run_output_is_a_script_with_the_same_effect() {
     let lib = harmless_preload();
     let out = env
         .kawrap()
-        .args(["--lib".as_ref(), lib.as_os_str()])
+        .lib(&lib)
         .args(["--dry-run", "--profile", "ssh", "-r", "[::1]:22=firewall", "sh", "-c"])
         .args([r#"printf '%s|%s|%s|%s' "$KAWRAP_PROFILE" "$KAWRAP_RULES" "$KAWRAP_POLICY" "$LD_PRELOAD""#])
         .run()
@@ -336,7 +327,7 @@ fn usage_errors_are_125_and_help_is_0() {
 fn an_unwritable_log_is_125_before_the_program_runs() {
     let env = TestEnv::new();
     env.kawrap()
-        .args(["--lib".as_ref(), env.fake_lib().as_os_str()])
+        .lib(&env.fake_lib())
         .args(["--log", "no/such/dir/k.log", "true"])
         .run()
         .code(125)
@@ -348,7 +339,7 @@ fn not_found_is_127() {
     let env = TestEnv::new();
     env.kawrap()
         .env("PATH", "/nonexistent:/also-not")
-        .args(["--lib".as_ref(), env.fake_lib().as_os_str(), "nosuchprog".as_ref()])
+        .lib(&env.fake_lib()).args(["nosuchprog"])
         .run()
         .code(127)
         .stderr_starts_with(&[
@@ -356,7 +347,8 @@ fn not_found_is_127() {
             "  looked in PATH=/nonexistent:/also-not; give a path (./nosuchprog) to run a program from elsewhere",
         ]);
     env.kawrap()
-        .args(["--lib".as_ref(), env.fake_lib().as_os_str(), "./nosuchprog".as_ref()])
+        .lib(&env.fake_lib())
+        .args(["./nosuchprog"])
         .run()
         .code(127)
         .stderr_starts_with(&["kawrap: ./nosuchprog: no such file or directory"]);
@@ -368,19 +360,22 @@ fn found_but_not_executable_is_126() {
     let lib = env.fake_lib();
     env.write_file("bin/script", "#!/bin/sh\n", 0o644);
     env.kawrap()
-        .args(["--lib".as_ref(), lib.as_os_str(), "./bin/script".as_ref()])
+        .lib(&lib)
+        .args(["./bin/script"])
         .run()
         .code(126)
         .stderr_starts_with(&["kawrap: ./bin/script: cannot execute: permission denied"]);
     env.kawrap()
-        .args(["--lib".as_ref(), lib.as_os_str(), "./bin".as_ref()])
+        .lib(&lib)
+        .args(["./bin"])
         .run()
         .code(126)
         .stderr_starts_with(&["kawrap: ./bin: cannot execute: is a directory"]);
     // Found in PATH, but only as a file nobody may execute.
     env.kawrap()
         .env("PATH", env.root().join("bin"))
-        .args(["--lib".as_ref(), lib.as_os_str(), "script".as_ref()])
+        .lib(&lib)
+        .args(["script"])
         .run()
         .code(126)
         .stderr_contains("bin/script: cannot execute: permission denied");
@@ -394,7 +389,7 @@ fn the_first_executable_in_path_wins() {
     env.write_file("c/prog", "#!/bin/sh\nexit 5\n", 0o755);
     let path = format!("{0}/a:{0}/b:{0}/c", env.root().display());
     let lib = harmless_preload();
-    env.kawrap().env("PATH", path).args(["--lib".as_ref(), lib.as_os_str(), "prog".as_ref()]).run().code(4);
+    env.kawrap().env("PATH", path).lib(&lib).args(["prog"]).run().code(4);
 }
 
 #[test]
@@ -402,11 +397,7 @@ fn a_missing_interpreter_is_127_like_a_shell() {
     let env = TestEnv::new();
     env.write_file("bin/orphan", "#!/nonexistent/interpreter\n", 0o755);
     let lib = harmless_preload();
-    env.kawrap()
-        .args(["--lib".as_ref(), lib.as_os_str(), "./bin/orphan".as_ref()])
-        .run()
-        .code(127)
-        .stderr_contains("interpreter");
+    env.kawrap().lib(&lib).args(["./bin/orphan"]).run().code(127).stderr_contains("interpreter");
 }
 
 // ---- the program really runs, with the environment ----
@@ -415,8 +406,8 @@ fn a_missing_interpreter_is_127_like_a_shell() {
 fn the_program_exit_status_is_kawraps() {
     let env = TestEnv::new();
     let lib = harmless_preload();
-    env.kawrap().args(["--lib".as_ref(), lib.as_os_str()]).args(["sh", "-c", "exit 7"]).run().code(7);
-    env.kawrap().args(["--lib".as_ref(), lib.as_os_str()]).args(["true"]).run().code(0);
+    env.kawrap().lib(&lib).args(["sh", "-c", "exit 7"]).run().code(7);
+    env.kawrap().lib(&lib).args(["true"]).run().code(0);
 }
 
 #[test]
@@ -427,7 +418,7 @@ fn the_program_receives_the_environment() {
         .kawrap()
         .env("KAWRAP_DISABLE", "1")
         .env("KEPT", OsStr::from_bytes(b"caf\xe9"))
-        .args(["--lib".as_ref(), lib.as_os_str()])
+        .lib(&lib)
         .args(["--profile", "firewall", "--policy", "force", "--log", "k.log", "-r", ":5432=ssh"])
         .args(["sh", "-c", r#"printf '%s\n' "$KAWRAP_PROFILE" "$KAWRAP_RULES" "$KAWRAP_POLICY" "$KAWRAP_LOG" "${KAWRAP_DISABLE-unset}" "$LD_PRELOAD" "$KEPT" "$0""#])
         .run()
@@ -451,18 +442,13 @@ fn the_program_receives_the_environment() {
 fn verbose_says_what_is_applied_and_quiet_is_quiet() {
     let env = TestEnv::new();
     let lib = harmless_preload();
-    let out = env
-        .kawrap()
-        .args(["--lib".as_ref(), lib.as_os_str()])
-        .args(["-v", "--profile", "60/10/6/auto", "true"])
-        .run()
-        .code(0);
+    let out = env.kawrap().lib(&lib).args(["-v", "--profile", "60/10/6/auto", "true"]).run().code(0);
     let stderr = out.stderr();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     for needle in ["60/10/6/120000", "2 min", lib.to_str().unwrap()] {
         assert!(stderr.contains(needle), "{needle:?} not in {stderr:?}");
     }
-    let out = env.kawrap().args(["--lib".as_ref(), lib.as_os_str()]).args(["-q", "true"]).run().code(0);
+    let out = env.kawrap().lib(&lib).args(["-q", "true"]).run().code(0);
     assert_eq!(out.stderr(), "");
 }
 
@@ -492,15 +478,14 @@ fn with_the_real_shim_the_kernel_sees_the_profile() {
               c.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT))\n";
     let out = env
         .kawrap()
-        .args(["--lib".as_ref(), shim.as_os_str()])
+        .lib(&shim)
         .args(["--profile", "firewall", "--user-timeout", "7s", "python3", "-c", program])
         .run()
         .code(0);
     assert_eq!(out.stdout(), "1 60 10 6 7000\n", "stderr: {}", out.stderr());
     assert_eq!(out.stderr(), "", "the loader took the shim without complaint");
 
-    let out =
-        env.kawrap().args(["--lib".as_ref(), shim.as_os_str()]).args(["sh", "-c", "exit 7"]).run().code(7);
+    let out = env.kawrap().lib(&shim).args(["sh", "-c", "exit 7"]).run().code(7);
     assert_eq!(out.stderr(), "");
 }
 
@@ -520,14 +505,12 @@ fn a_setuid_program_gets_a_warning_unless_quiet() {
     std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o4755)).unwrap();
     let lib = env.fake_lib();
     env.kawrap()
-        .args(["--lib".as_ref(), lib.as_os_str(), "--dry-run".as_ref(), program.as_os_str()])
+        .lib(&lib)
+        .args(["--dry-run".as_ref(), program.as_os_str()])
         .run()
         .code(0)
         .stderr_contains("is setuid: the loader ignores LD_PRELOAD");
-    let out = env
-        .kawrap()
-        .args(["--lib".as_ref(), lib.as_os_str(), "-q".as_ref(), "--dry-run".as_ref(), program.as_os_str()])
-        .run()
-        .code(0);
+    let out =
+        env.kawrap().lib(&lib).args(["-q".as_ref(), "--dry-run".as_ref(), program.as_os_str()]).run().code(0);
     assert_eq!(out.stderr(), "");
 }

@@ -60,7 +60,7 @@ fn a_user_name_becomes_numbers_for_the_launcher_and_env() {
     let out = env
         .kawrap()
         .env("XDG_CONFIG_HOME", &config)
-        .args(["--lib".as_ref(), lib.as_os_str()])
+        .lib(&lib)
         .dry_run(&["--profile", "Backup"])
         .run()
         .code(0);
@@ -69,8 +69,8 @@ fn a_user_name_becomes_numbers_for_the_launcher_and_env() {
     let out = env
         .kawrap()
         .env("XDG_CONFIG_HOME", &config)
-        .args(["env", "--profile", "vpn", "--lib"])
-        .args([&lib])
+        .args(["env", "--profile", "vpn"])
+        .lib(&lib)
         .run()
         .code(0);
     assert_eq!(out.exported("KAWRAP_PROFILE").as_deref(), Some("45/15/4"));
@@ -85,7 +85,7 @@ fn a_bad_profile_file_says_file_and_line() {
     let out = env
         .kawrap()
         .env("XDG_CONFIG_HOME", &config)
-        .args(["--lib".as_ref(), lib.as_os_str()])
+        .lib(&lib)
         .dry_run(&["--profile", "nightly"])
         .run()
         .code(125);
@@ -96,7 +96,7 @@ fn a_bad_profile_file_says_file_and_line() {
     let (env, config) = with_profiles("[profiles.nightly]\nkeepalive = \"120/20/600\"\n");
     env.kawrap()
         .env("XDG_CONFIG_HOME", &config)
-        .args(["--lib".as_ref(), lib.as_os_str()])
+        .lib(&lib)
         .dry_run(&["--profile", "nightly"])
         .run()
         .code(125)
@@ -105,12 +105,7 @@ fn a_bad_profile_file_says_file_and_line() {
              count 600 is out of range 1..=127"
         )]);
     // Built-in names and numbers never read the files, so a broken file does not stop them.
-    env.kawrap()
-        .env("XDG_CONFIG_HOME", &config)
-        .args(["--lib".as_ref(), lib.as_os_str()])
-        .dry_run(&["--profile", "firewall"])
-        .run()
-        .code(0);
+    env.kawrap().env("XDG_CONFIG_HOME", &config).lib(&lib).dry_run(&["--profile", "firewall"]).run().code(0);
 }
 
 #[test]
@@ -120,7 +115,7 @@ fn an_unknown_name_points_to_the_profile_file() {
     let lib = env.fake_lib();
     env.kawrap()
         .env("XDG_CONFIG_HOME", &config)
-        .args(["--lib".as_ref(), lib.as_os_str()])
+        .lib(&lib)
         .dry_run(&["--profile", "nightly"])
         .run()
         .code(125)
@@ -137,8 +132,8 @@ fn env_prepends_the_library_once_and_writes_numbers() {
     let out = env
         .kawrap()
         .env("LD_PRELOAD", &existing)
-        .args(["env", "--profile", "firewall", "--rule", ":3306=ssh", "--lib"])
-        .args([&lib])
+        .args(["env", "--profile", "firewall", "--rule", ":3306=ssh"])
+        .lib(&lib)
         .run()
         .code(0);
     assert_eq!(out.exported("LD_PRELOAD"), Some(format!("{}:/opt/other.so", lib.display())));
@@ -147,7 +142,7 @@ fn env_prepends_the_library_once_and_writes_numbers() {
     assert_eq!(out.exported("KAWRAP_POLICY").as_deref(), Some("respect"));
     assert!(out.stdout().contains("unset KAWRAP_DISABLE"), "{}", out.stdout());
 
-    let out = env.kawrap().args(["env", "--shell", "fish", "-p", "ssh", "--lib"]).args([&lib]).run().code(0);
+    let out = env.kawrap().args(["env", "--shell", "fish", "-p", "ssh"]).lib(&lib).run().code(0);
     assert!(out.stdout().contains("set -gx KAWRAP_PROFILE '60/60/5';\n"), "{}", out.stdout());
 }
 
@@ -158,8 +153,8 @@ fn env_unset_keeps_other_preloads() {
     let out = env
         .kawrap()
         .env("LD_PRELOAD", format!("{}:/opt/other.so", lib.display()))
-        .args(["env", "--unset", "--lib"])
-        .args([&lib])
+        .args(["env", "--unset"])
+        .lib(&lib)
         .run()
         .code(0);
     assert_eq!(out.exported("LD_PRELOAD").as_deref(), Some("/opt/other.so"));
@@ -178,8 +173,8 @@ fn env_systemd_prints_and_writes_a_drop_in() {
     let lib = env.fake_lib();
     let out = env
         .kawrap()
-        .args(["env", "--systemd", "-p", "recommended", "--unit", "backup", "--lib"])
-        .args([&lib])
+        .args(["env", "--systemd", "-p", "recommended", "--unit", "backup"])
+        .lib(&lib)
         .run()
         .code(0);
     let text = out.stdout();
@@ -197,7 +192,7 @@ fn env_systemd_prints_and_writes_a_drop_in() {
             .kawrap()
             .args(["env", "--systemd", "-p", profile, "--unit", "backup.service", "--write", "--unit-dir"])
             .args([&units])
-            .args(["--lib".as_ref(), lib.as_os_str()]);
+            .lib(&lib);
         if force {
             run = run.args(["--force"]);
         }

@@ -448,12 +448,7 @@ fn scripts_are_judged_by_their_interpreter() {
         std::env::var("PATH").unwrap_or_default()
     );
     let lib = lib();
-    let out = env
-        .kawrap()
-        .env("PATH", path)
-        .args(["--lib".as_ref(), lib.as_os_str(), by_name.as_os_str()])
-        .run()
-        .code(0);
+    let out = env.kawrap().env("PATH", path).lib(&lib).args([by_name.as_os_str()]).run().code(0);
     assert!(
         out.stderr().starts_with(&format!(
             "kawrap: warning: {} (run by {}) is statically linked",
@@ -477,11 +472,7 @@ fn garbage_and_huge_files_get_no_claim_and_no_wait() {
     fs::write(&path, &garbage).unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
     let lib = lib();
-    let out = env
-        .kawrap()
-        .args(["--lib".as_ref(), lib.as_os_str(), "--dry-run".as_ref(), path.as_os_str()])
-        .run()
-        .code(0);
+    let out = env.kawrap().lib(&lib).args(["--dry-run".as_ref(), path.as_os_str()]).run().code(0);
     assert!(!out.stderr().contains("warning"), "{}", out.stderr());
 
     // A static program made 64 GiB long (sparse): only its headers are read.
@@ -489,7 +480,8 @@ fn garbage_and_huge_files_get_no_claim_and_no_wait() {
     fs::OpenOptions::new().write(true).open(&program).unwrap().set_len(64 << 30).unwrap();
     let started = Instant::now();
     env.kawrap()
-        .args(["--lib".as_ref(), lib.as_os_str(), "--dry-run".as_ref(), program.as_os_str()])
+        .lib(&lib)
+        .args(["--dry-run".as_ref(), program.as_os_str()])
         .run()
         .code(0)
         .stderr_contains("is statically linked");

@@ -139,6 +139,11 @@ impl Run {
         self
     }
 
+    /// `--lib LIB`: the libkawrap.so to preload.
+    pub fn lib(self, lib: &Path) -> Self {
+        self.args(["--lib".as_ref(), lib.as_os_str()])
+    }
+
     pub fn current_dir(mut self, dir: &Path) -> Self {
         self.command.current_dir(dir);
         self
