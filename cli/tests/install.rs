@@ -7,14 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use testenv::{TestEnv, kawrap_bin, skip_unless};
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|out| out.status.success())
-}
+use testenv::{TestEnv, have, kawrap_bin, skip_unless};
 
 /// `make ARGS…` in the workspace, building into the target directory these
 /// tests were built in (so nothing is rebuilt from scratch).

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use testenv::{Outcome, TestEnv, harmless_preload, kawrap_bin, real_shim, skip_unless};
+use testenv::{Outcome, TestEnv, harmless_preload, have, kawrap_bin, real_shim, skip_unless};
 
 const NO_LIBC_ADVICE: &str = "  instead: use `kawrap --bpf` (root) or `kawrap attach PID` after it starts, or set \
                               sysctl net.ipv4.tcp_keepalive_* for the whole system";
@@ -23,13 +23,6 @@ const KEEPS: &str = "so its sockets keep the kernel's keepalive settings";
 /// nothing).
 fn lib() -> PathBuf {
     real_shim().unwrap_or_else(harmless_preload)
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|out| out.status.success())
 }
 
 /// Compiles a C program that exits with `code` (plus `extra` C source),

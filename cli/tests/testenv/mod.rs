@@ -34,6 +34,14 @@ pub fn skip_unless(condition: bool, reason: &str) -> bool {
     condition
 }
 
+/// Whether `tool` is in PATH.
+pub fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
 /// The C library this very process runs on: a real shared object that can
 /// be preloaded without effect, for tests that need the program to run but
 /// not the shim (ld.so would complain on stderr about a fake one).
@@ -104,16 +112,9 @@ impl TestEnv {
         command.current_dir(self.root());
         // Start from an environment without kawrap's variables, so what the
         // test sees comes from its own arguments.
-        for var in [
-            "LD_PRELOAD",
-            "KAWRAP_LIB",
-            "KAWRAP_PROFILE",
-            "KAWRAP_RULES",
-            "KAWRAP_POLICY",
-            "KAWRAP_LOG",
-            "KAWRAP_DISABLE",
-        ] {
-            command.env_remove(var);
+        command.env_remove("LD_PRELOAD").env_remove("KAWRAP_LIB");
+        for var in kawrap_core::env::ALL {
+            command.env_remove(var.to_str().expect("kawrap-core's names are ASCII"));
         }
         Run { command }
     }
