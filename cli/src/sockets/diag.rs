@@ -8,7 +8,7 @@
 //! collects the answers.
 use std::fs::File;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
@@ -136,14 +136,10 @@ fn convert(header: &inet::InetResponseHeader) -> TcpSocket {
     });
     TcpSocket {
         state: TcpState(header.state),
-        local: socket_addr(id.source_address, id.source_port),
-        remote: socket_addr(id.destination_address, id.destination_port),
+        local: SocketAddr::new(id.source_address, id.source_port),
+        remote: SocketAddr::new(id.destination_address, id.destination_port),
         timer,
         uid: header.uid,
         inode: u64::from(header.inode),
     }
-}
-
-fn socket_addr(ip: IpAddr, port: u16) -> SocketAddr {
-    SocketAddr::new(ip, port)
 }
