@@ -147,9 +147,7 @@ fn unset_script(shell: Shell, remaining_preload: Option<&OsStr>) -> Vec<u8> {
         None => unset_line(&mut script, shell, "LD_PRELOAD"),
     }
     for var in kawrap_core::env::ALL {
-        if let Ok(name) = var.to_str() {
-            unset_line(&mut script, shell, name);
-        }
+        unset_line(&mut script, shell, launch::var_name(var));
     }
     script
 }

@@ -114,7 +114,8 @@ pub fn env_plan(settings: &Settings) -> Result<EnvPlan, Error> {
     Ok(EnvPlan { config: checked.config, lib, log, set, unset })
 }
 
-fn var_name(name: &'static CStr) -> &'static str {
+/// One of kawrap-core's variable names as text.
+pub fn var_name(name: &'static CStr) -> &'static str {
     // kawrap-core's names are ASCII literals.
     name.to_str().unwrap_or("KAWRAP_INVALID_NAME")
 }
