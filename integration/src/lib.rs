@@ -4,7 +4,9 @@
 //!
 //! The tests run the release artifacts (`make` builds them): the shim is
 //! only meaningful as the stripped, LTO, `panic = "abort"` library users get.
+use std::net::TcpListener;
 use std::path::PathBuf;
+use std::process::Command;
 use std::time::Duration;
 
 pub mod netns;
@@ -70,6 +72,25 @@ pub fn temp_dir(label: &str) -> tempfile::TempDir {
 /// [`temp_dir`] under `base`.
 pub fn temp_dir_in(base: &std::path::Path, label: &str) -> std::io::Result<tempfile::TempDir> {
     tempfile::Builder::new().prefix(&format!("kawrap-{label}-")).tempdir_in(base)
+}
+
+/// Removes LD_PRELOAD and every `KAWRAP_*` variable the shim reads from
+/// `cmd`'s environment, so the test's own environment cannot leak into a run.
+pub fn without_kawrap_env(cmd: &mut Command) -> &mut Command {
+    cmd.env_remove("LD_PRELOAD");
+    for name in kawrap_core::env::ALL {
+        if let Ok(name) = name.to_str() {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+/// A listener on a free port of 127.0.0.1 for programs to connect to, and its `addr:port`.
+pub fn loopback_listener() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let addr = listener.local_addr().expect("local_addr").to_string();
+    (listener, addr)
 }
 
 /// True when running as root (namespaces, nftables, servers as other users).

@@ -32,10 +32,7 @@ impl Run {
     /// its output lines. Panics if it does not exit 0.
     pub fn steps(&self, probe: &Path, steps: &[&str]) -> Vec<String> {
         let mut command = Command::new(probe);
-        command.args(steps).env_remove("LD_PRELOAD");
-        for key in ["KAWRAP_PROFILE", "KAWRAP_RULES", "KAWRAP_POLICY", "KAWRAP_LOG", "KAWRAP_DISABLE"] {
-            command.env_remove(key);
-        }
+        crate::without_kawrap_env(command.args(steps));
         if self.shim {
             command.env("LD_PRELOAD", crate::shim_path());
         }
@@ -59,11 +56,19 @@ pub fn options_line(keepalive: i32, idle: i32, intvl: i32, cnt: i32, ut: i32) ->
 /// What a TCP socket gets without kawrap: SO_KEEPALIVE off and the
 /// namespace's sysctl defaults (7200/75/9 unless changed).
 pub fn kernel_default_line() -> String {
-    let read = |name: &str| -> i32 {
-        std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0)
-    };
-    options_line(0, read("tcp_keepalive_time"), read("tcp_keepalive_intvl"), read("tcp_keepalive_probes"), 0)
+    options_line(
+        0,
+        sysctl("tcp_keepalive_time"),
+        sysctl("tcp_keepalive_intvl"),
+        sysctl("tcp_keepalive_probes"),
+        0,
+    )
+}
+
+/// `/proc/sys/net/ipv4/NAME` of this network namespace (0 if unreadable).
+pub fn sysctl(name: &str) -> i32 {
+    std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
 }

@@ -163,13 +163,7 @@ impl Client {
     }
 
     fn apply_env(&self, cmd: &mut Command) {
-        cmd.env_remove("LD_PRELOAD");
-        for name in kawrap_core::env::ALL {
-            if let Ok(name) = name.to_str() {
-                cmd.env_remove(name);
-            }
-        }
-        cmd.stdin(Stdio::null());
+        crate::without_kawrap_env(cmd).stdin(Stdio::null());
         for (key, value) in &self.env {
             cmd.env(key, value);
         }
@@ -474,13 +468,6 @@ impl Postgres {
     pub fn log_tail(&self) -> String {
         self.daemon.log_tail()
     }
-
-    /// Panics with the log if the server has died.
-    pub fn assert_alive(&mut self) {
-        if let Err(e) = self.daemon.check_alive() {
-            panic!("{e}");
-        }
-    }
 }
 
 /// Why MariaDB cannot be started here, if it cannot.
@@ -499,7 +486,8 @@ pub fn mariadb_missing() -> Option<String> {
 /// A MariaDB server with user `kawrap` (password login over TCP on 127.0.0.1)
 /// and `root` on the server's unix socket.
 pub struct MariaDb {
-    daemon: Daemon,
+    /// Stopped on drop.
+    _daemon: Daemon,
     /// The TCP port on 127.0.0.1.
     pub port: u16,
     dir: TempDir,
@@ -546,7 +534,7 @@ impl MariaDb {
         let log = dir.path().join("server.log");
         let mut daemon = Daemon::spawn("mariadbd", server, &log, libc::SIGTERM)?;
         daemon.wait_ready(|| fs::read_to_string(&log).is_ok_and(|t| t.contains("ready for connections")))?;
-        let db = MariaDb { daemon, port, dir };
+        let db = MariaDb { _daemon: daemon, port, dir };
         db.admin(&format!(
             "create user kawrap@'127.0.0.1' identified by '{MARIADB_PASSWORD}';
              grant all on *.* to kawrap@'127.0.0.1';"
@@ -589,13 +577,6 @@ impl MariaDb {
                  from seq_1_to_1000;"
         );
         if let Err(e) = self.admin(&sql) {
-            panic!("{e}");
-        }
-    }
-
-    /// Panics with the log if the server has died.
-    pub fn assert_alive(&mut self) {
-        if let Err(e) = self.daemon.check_alive() {
             panic!("{e}");
         }
     }
@@ -717,13 +698,6 @@ impl Sshd {
             .args(remote_command)
             .env("SSH_AUTH_SOCK", "")
     }
-
-    /// Panics with the log if the server has died.
-    pub fn assert_alive(&mut self) {
-        if let Err(e) = self.daemon.check_alive() {
-            panic!("{e}");
-        }
-    }
 }
 
 /// Why Redis cannot be started here, if it cannot.
@@ -738,7 +712,8 @@ pub fn redis_missing() -> Option<String> {
 
 /// A Redis server without persistence.
 pub struct Redis {
-    daemon: Daemon,
+    /// Stopped on drop.
+    _daemon: Daemon,
     /// The TCP port on 127.0.0.1.
     pub port: u16,
     _dir: TempDir,
@@ -772,19 +747,12 @@ impl Redis {
         let mut daemon =
             Daemon::spawn("redis-server", server, &dir.path().join("server.log"), libc::SIGTERM)?;
         daemon.wait_ready(|| redis_ping(port))?;
-        Ok(Redis { daemon, port, _dir: dir })
+        Ok(Redis { _daemon: daemon, port, _dir: dir })
     }
 
     /// `redis-cli -h 127.0.0.1 -p PORT ARGS…`.
     pub fn cli(&self, args: &[&str]) -> Client {
         Client::new("redis-cli").args(["-h", "127.0.0.1", "-p", &self.port.to_string()]).args(args)
-    }
-
-    /// Panics with the log if the server has died.
-    pub fn assert_alive(&mut self) {
-        if let Err(e) = self.daemon.check_alive() {
-            panic!("{e}");
-        }
     }
 }
 

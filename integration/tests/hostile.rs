@@ -17,7 +17,6 @@
 //! a connected socket); each failed before its fix.
 use std::ffi::{OsStr, OsString};
 use std::io::Read;
-use std::net::TcpListener;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::PermissionsExt;
@@ -27,7 +26,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kawrap_core::{Config, Destination, KeepaliveProfile, Policy};
-use kawrap_integration::{is_root, shim_path, skip_unless};
+use kawrap_integration::loopback_listener as listener;
+use kawrap_integration::probe::{options_line, sysctl};
+use kawrap_integration::servers::have_program as on_path;
+use kawrap_integration::{is_root, shim_path, skip_unless, without_kawrap_env};
 
 const KAWRAP_VARIABLES: [&str; 5] =
     ["KAWRAP_PROFILE", "KAWRAP_RULES", "KAWRAP_POLICY", "KAWRAP_LOG", "KAWRAP_DISABLE"];
@@ -137,11 +139,6 @@ fn set_mode(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
-}
-
 /// One way to run a program: the command line, and the environment it gets
 /// on top of the test's own (minus LD_PRELOAD and KAWRAP_*). The same
 /// KAWRAP_* variables are given with and without the shim, so the only
@@ -198,10 +195,7 @@ impl Host {
                 command
             }
         };
-        command.env_remove("LD_PRELOAD").stdin(Stdio::null());
-        for key in KAWRAP_VARIABLES {
-            command.env_remove(key);
-        }
+        without_kawrap_env(&mut command).stdin(Stdio::null());
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
         if let (Some(preload), true) = (preload, self.wrapper.is_empty()) {
             command.env("LD_PRELOAD", preload);
@@ -337,29 +331,12 @@ fn assert_same(bare: &Outcome, shimmed: &Outcome, what: &str) {
     assert_eq!(shimmed.results(), bare.results(), "{what}: results differ under the shim");
 }
 
-/// A listener on 127.0.0.1 for the programs to connect to.
-fn listener() -> (TcpListener, String) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-    let addr = listener.local_addr().expect("local_addr").to_string();
-    (listener, addr)
-}
-
-fn sysctl(name: &str) -> i32 {
-    std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// kaprobe's `print` line for a TCP socket under `profile` (kernel defaults
 /// without one), with the program's own TCP_KEEPIDLE where it set one and
 /// the policy lets it stand.
 fn tcp_line(config: Option<&Config>, dest: Option<Destination>, own_idle: Option<i32>) -> String {
-    let line = |keepalive: i32, idle: i32, intvl: i32, cnt: i32, ut: u32| {
-        format!("keepalive={keepalive} idle={idle} intvl={intvl} cnt={cnt} ut={ut}")
-    };
     match config {
-        None => line(
+        None => options_line(
             0,
             own_idle.unwrap_or_else(|| sysctl("tcp_keepalive_time")),
             sysctl("tcp_keepalive_intvl"),
@@ -373,7 +350,8 @@ fn tcp_line(config: Option<&Config>, dest: Option<Destination>, own_idle: Option
                 _ => i32::from(profile.idle_secs()),
             };
             let (intvl, cnt) = (i32::from(profile.interval_secs()), i32::from(profile.count()));
-            line(1, idle, intvl, cnt, profile.user_timeout_ms().unwrap_or(0))
+            let ut = i32::try_from(profile.user_timeout_ms().unwrap_or(0)).expect("user timeout fits an int");
+            options_line(1, idle, intvl, cnt, ut)
         }
     }
 }
@@ -1280,11 +1258,8 @@ fn a_setuid_program_ignores_kawrap_variables_and_never_opens_the_log() {
     let mut command = Command::new("unshare");
     command
         .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
-        .args([&upper, &shim, &logs, &setuid, &plain])
-        .env_remove("LD_PRELOAD");
-    for key in KAWRAP_VARIABLES {
-        command.env_remove(key);
-    }
+        .args([&upper, &shim, &logs, &setuid, &plain]);
+    without_kawrap_env(&mut command);
     let outcome = Outcome::of(command);
     assert_eq!(
         std::fs::read("/etc/ld.so.preload").ok(),

@@ -14,7 +14,7 @@ use kawrap_integration::netns::{self, NetnsPair, SERVER_ADDR};
 use kawrap_integration::process::{KillOnDrop, expect_line, spawn_with_lines};
 use kawrap_integration::servers::free_port;
 use kawrap_integration::ss::{self, SsLine};
-use kawrap_integration::{is_root, kawrap_bin, poll, shim_path, skip_unless};
+use kawrap_integration::{is_root, kawrap_bin, poll, shim_path, skip_unless, without_kawrap_env};
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_blocking_client");
 const PROBE: &str = env!("CARGO_BIN_EXE_kaprobe");
@@ -260,10 +260,7 @@ echo "preload=$LD_PRELOAD profile=$KAWRAP_PROFILE"
 exec "$PROBE" socket:inet:stream connect:127.0.0.1:{port} print sleep:3"#
     );
     let mut bash = Command::new("bash");
-    bash.args(["-c", &script]).env("KAWRAP", kawrap_bin()).env("PROBE", PROBE).env_remove("LD_PRELOAD");
-    for var in ["KAWRAP_PROFILE", "KAWRAP_RULES", "KAWRAP_POLICY", "KAWRAP_LOG", "KAWRAP_DISABLE"] {
-        bash.env_remove(var);
-    }
+    without_kawrap_env(&mut bash).args(["-c", &script]).env("KAWRAP", kawrap_bin()).env("PROBE", PROBE);
     let (mut bash, lines) = spawn_with_lines(bash);
     let (_server_side, peer) = listener.accept().expect("the probe connects");
 
@@ -321,12 +318,10 @@ fn env_output_for_fish_sets_up_a_real_fish_and_undoes_it() {
 echo "profile=$KAWRAP_PROFILE preload=$LD_PRELOAD"
 "$PROBE" socket:inet:stream print"#;
     let mut fish = Command::new("fish");
-    fish.args(["--no-config", "-c", script]).env("KAWRAP", kawrap_bin()).env("PROBE", PROBE);
-    for var in
-        ["LD_PRELOAD", "KAWRAP_PROFILE", "KAWRAP_RULES", "KAWRAP_POLICY", "KAWRAP_LOG", "KAWRAP_DISABLE"]
-    {
-        fish.env_remove(var);
-    }
+    without_kawrap_env(&mut fish)
+        .args(["--no-config", "-c", script])
+        .env("KAWRAP", kawrap_bin())
+        .env("PROBE", PROBE);
     let output = fish.output().expect("run fish");
     assert!(output.status.success(), "{}", describe(&output));
     let text = stdout(&output);

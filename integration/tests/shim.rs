@@ -3,17 +3,15 @@
 //! without it.
 use std::net::TcpListener;
 use std::path::Path;
+use std::time::Duration;
 
+use kawrap_integration::loopback_listener as listener_v4;
 use kawrap_integration::probe::{Run, kernel_default_line, options_line};
+use kawrap_integration::process::spawn_with_lines;
+use kawrap_integration::servers::have_program;
 
 fn probe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_kaprobe"))
-}
-
-fn listener_v4() -> (TcpListener, String) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
-    let addr = listener.local_addr().unwrap().to_string();
-    (listener, addr)
 }
 
 /// Lines of the probe's output that show options (`print` steps).
@@ -178,7 +176,7 @@ fn sockets_the_shim_did_not_create_get_the_profile_at_connect_and_listen() {
 #[test]
 fn accepted_sockets_inherit_the_listeners_profile() {
     use std::io::Write;
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     // Find a free port, then let the probe listen on it under the shim.
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     // A python3 server under the shim: its listen() socket carries the
@@ -189,32 +187,22 @@ fn accepted_sockets_inherit_the_listeners_profile() {
          print(c.getsockopt(socket.SOL_SOCKET,socket.SO_KEEPALIVE),c.getsockopt(6,socket.TCP_KEEPIDLE),\
          c.getsockopt(6,socket.TCP_KEEPINTVL),c.getsockopt(6,socket.TCP_KEEPCNT),flush=True)\n"
     );
-    if kawrap_integration::skip_unless(which("python3"), "python3 not found") {
+    if kawrap_integration::skip_unless(have_program("python3"), "python3 not found") {
         return;
     }
-    let mut server = Command::new("python3")
+    let mut server = Command::new("python3");
+    server
         .args(["-c", &script])
         .env("LD_PRELOAD", kawrap_integration::shim_path())
-        .env("KAWRAP_PROFILE", "firewall")
-        .stdout(Stdio::piped())
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("python3");
-    let mut stdout = std::io::BufReader::new(server.stdout.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
+        .env("KAWRAP_PROFILE", "firewall");
+    let (mut server, lines) = spawn_with_lines(server);
+    let next_line = || lines.recv_timeout(Duration::from_secs(10)).expect("a line from the python3 server");
+    assert_eq!(next_line().trim(), "ready");
     let mut client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     client.write_all(b"x").ok();
-    line.clear();
-    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    let line = next_line();
     server.wait().ok();
     assert_eq!(line.trim(), "1 60 10 6");
-}
-
-fn which(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
 #[test]
