@@ -93,12 +93,17 @@ fn bpf_mode_reaches_a_static_raw_syscall_program_and_leaves_nothing_behind() {
     assert_eq!(stdout(&preload), "0 7200 75 9");
     assert!(String::from_utf8_lossy(&preload.stderr).contains("--bpf"), "the warning points to --bpf");
 
-    let bpf = Command::new(kawrap_bin())
+    let launched = Command::new(kawrap_bin())
         .args(["--bpf", "--profile", "firewall", "--"])
         .arg(&fx.client)
         .arg(&port)
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // kawrap names its transient cgroup kawrap-<its pid>-<n>.
+    let scope_prefix = format!("kawrap-{}-", launched.id());
+    let bpf = launched.wait_with_output().unwrap();
     assert_eq!(stdout(&bpf), "1 60 10 6", "{}", String::from_utf8_lossy(&bpf.stderr));
     assert_eq!(bpf.status.code(), Some(7), "the program's own exit status");
 
@@ -115,19 +120,44 @@ fn bpf_mode_reaches_a_static_raw_syscall_program_and_leaves_nothing_behind() {
         assert_eq!(stdout(&ruled), want, "port {target}");
     }
 
+    // Nothing of that run stays: not attached (other runs on this machine
+    // may be), and its cgroup directory is gone.
     let status = Command::new(kawrap_bin()).args(["bpf", "status"]).output().unwrap();
-    assert!(!stdout(&status).contains("transient"), "nothing stays attached: {}", stdout(&status));
+    assert!(!stdout(&status).contains(&scope_prefix), "nothing stays attached: {}", stdout(&status));
+    let root = cgroup2_root().expect("a cgroup2 mount: --bpf just ran in one");
+    let left: Vec<PathBuf> = walk(&root)
+        .into_iter()
+        .filter(|dir| dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&scope_prefix)))
+        .collect();
+    assert!(left.is_empty(), "the transient cgroup is removed: {left:?}");
+}
+
+/// Where cgroup v2 is mounted (kawrap mounts it at /run/kawrap/cgroup2
+/// when the system has not).
+fn cgroup2_root() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        (fields.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(fields[1]))
+    })
+}
+
+/// Every directory below `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            found.push(entry.path());
+            found.extend(walk(&entry.path()));
+        }
+    }
+    found
 }
 
 #[test]
 fn bpf_attach_covers_an_existing_cgroup_until_detached() {
     let Some(fx) = fixture("attach") else { return };
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-    let root = mounts.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(' ').collect();
-        (fields.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(fields[1]))
-    });
-    let Some(root) = root else {
+    let Some(root) = cgroup2_root() else {
         skip_unless(false, "no cgroup2 mount to create a test cgroup in");
         return;
     };
