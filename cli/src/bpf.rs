@@ -22,6 +22,19 @@ pub struct BpfArgs {
     pub action: BpfAction,
 }
 
+/// Which attachment `detach` removes.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct DetachTarget {
+    /// The cgroup v2 directory
+    #[arg(long, value_name = "PATH")]
+    cgroup: Option<PathBuf>,
+    /// The cgroup's id, as `kawrap bpf status` shows it: for an attachment whose cgroup
+    /// directory was removed while it stayed pinned ("(cgroup removed)")
+    #[arg(long, value_name = "ID")]
+    cgroup_id: Option<u64>,
+}
+
 /// What to do with the eBPF program.
 #[derive(Debug, Subcommand)]
 pub enum BpfAction {
@@ -36,9 +49,8 @@ pub enum BpfAction {
     },
     /// Detach from a cgroup; existing connections keep their settings
     Detach {
-        /// The cgroup v2 directory
-        #[arg(long, value_name = "PATH")]
-        cgroup: PathBuf,
+        #[command(flatten)]
+        target: DetachTarget,
     },
     /// List every cgroup kawrap's eBPF program is attached to, with its values and counters
     Status {
@@ -72,7 +84,13 @@ pub fn run(args: &BpfArgs) -> Result<ExitCode, Error> {
         BpfAction::Attach { cgroup, keepalive } => {
             imp::attach(cgroup, &crate::launch::checked_config(keepalive)?)
         }
-        BpfAction::Detach { cgroup } => imp::detach(cgroup),
+        BpfAction::Detach { target: DetachTarget { cgroup: Some(cgroup), .. } } => imp::detach(cgroup),
+        BpfAction::Detach { target: DetachTarget { cgroup_id: Some(id), .. } } => imp::detach_id(*id),
+        // clap requires exactly one of the two.
+        BpfAction::Detach { .. } => Err(Error::Invalid {
+            message: "kawrap bpf detach needs --cgroup PATH or --cgroup-id ID".to_owned(),
+            hint: String::new(),
+        }),
         BpfAction::Status { json } => imp::status(*json),
     }
 }
@@ -176,6 +194,12 @@ mod imp {
         Ok(ExitCode::Success)
     }
 
+    pub fn detach_id(id: u64) -> Result<ExitCode, Error> {
+        kawrap_bpf::detach_id(id).map_err(refused)?;
+        write_stdout(format!("kawrap detached from the cgroup with id {id}\n").as_bytes())?;
+        Ok(ExitCode::Success)
+    }
+
     pub fn status(json: bool) -> Result<ExitCode, Error> {
         let attachments = kawrap_bpf::status().map_err(refused)?;
         let text = if json {
@@ -239,6 +263,9 @@ mod imp {
         Err(not_built())
     }
     pub fn detach(_: &Path) -> Result<ExitCode, Error> {
+        Err(not_built())
+    }
+    pub fn detach_id(_: u64) -> Result<ExitCode, Error> {
         Err(not_built())
     }
     pub fn status(_: bool) -> Result<ExitCode, Error> {

@@ -192,5 +192,20 @@ fn bpf_attach_covers_an_existing_cgroup_until_detached() {
     assert!(detached.status.success(), "{}", String::from_utf8_lossy(&detached.stderr));
     assert_eq!(run_in_cgroup(&cgroup), "0 7200 75 9");
     assert!(!stdout(&kawrap(&["bpf", "status"])).contains(path));
-    std::fs::remove_dir(&cgroup).ok();
+
+    // A cgroup removed while attached stays pinned: status says so, and
+    // detach --cgroup-id (the id attach printed) removes it.
+    let attached = kawrap(&["bpf", "attach", "--cgroup", path]);
+    let id = stdout(&attached)
+        .split("(cgroup id ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .map(str::to_owned)
+        .expect("attach prints the cgroup id");
+    std::fs::remove_dir(&cgroup).expect("remove the empty cgroup");
+    let status = stdout(&kawrap(&["bpf", "status"]));
+    assert!(status.contains(&format!("(cgroup removed) (cgroup id {id}")), "{status}");
+    let detached = kawrap(&["bpf", "detach", "--cgroup-id", &id]);
+    assert!(detached.status.success(), "{}", String::from_utf8_lossy(&detached.stderr));
+    assert!(!stdout(&kawrap(&["bpf", "status"])).contains(&format!("cgroup id {id}")));
 }
