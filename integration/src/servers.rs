@@ -483,26 +483,34 @@ pub fn mariadb_missing() -> Option<String> {
     None
 }
 
-/// A MariaDB server with user `kawrap` (password login over TCP on 127.0.0.1)
-/// and `root` on the server's unix socket.
+/// A MariaDB server with user `kawrap` (password login over TCP) and `root`
+/// on the server's unix socket (which no network cut reaches).
 pub struct MariaDb {
     /// Stopped on drop.
     _daemon: Daemon,
-    /// The TCP port on 127.0.0.1.
+    /// The address the server listens on.
+    pub host: Ipv4Addr,
+    /// The TCP port.
     pub port: u16,
     dir: TempDir,
 }
 
-/// The TCP user's password (a throwaway server on loopback).
+/// The TCP user's password (a throwaway server on loopback or in a test's namespace).
 const MARIADB_PASSWORD: &str = "kawrap-test-pw";
 
 impl MariaDb {
     /// mariadb-install-db + mariadbd in a fresh directory; panics (with the log) if it cannot start.
     pub fn start() -> MariaDb {
-        start_on_free_port("MariaDB", MariaDb::start_on)
+        start_on_free_port("MariaDB", |port| MariaDb::start_on(None, Ipv4Addr::LOCALHOST, port))
     }
 
-    fn start_on(port: u16) -> Result<MariaDb, String> {
+    /// mariadb-install-db + mariadbd listening on `host:port` inside network
+    /// namespace `ns` (where every port is free); panics (with the log) if it cannot start.
+    pub fn start_in(ns: &Namespace, host: Ipv4Addr, port: u16) -> MariaDb {
+        MariaDb::start_on(Some(ns), host, port).unwrap_or_else(|e| panic!("could not start MariaDB:\n{e}"))
+    }
+
+    fn start_on(ns: Option<&Namespace>, host: Ipv4Addr, port: u16) -> Result<MariaDb, String> {
         let dir = temp_dir("mariadb")?;
         let data = dir.path().join("data");
         run_checked(
@@ -514,7 +522,12 @@ impl MariaDb {
                 .env_remove("LD_PRELOAD"),
         )?;
         let path = |name: &str| dir.path().join(name).display().to_string();
-        let mut server = Command::new("mariadbd");
+        // mariadbd runs as root (--user=root), so it can be `ip netns exec`'s
+        // program directly: the pid Daemon signals is still mariadbd's.
+        let mut server = match ns {
+            None => Command::new("mariadbd"),
+            Some(ns) => ns.command("mariadbd"),
+        };
         server
             .arg("--no-defaults")
             .arg(format!("--datadir={}", data.display()))
@@ -522,8 +535,8 @@ impl MariaDb {
             .arg(format!("--socket={}", path("mysqld.sock")))
             .arg(format!("--pid-file={}", path("mysqld.pid")))
             .arg(format!("--tmpdir={}", dir.path().display()))
+            .arg(format!("--bind-address={host}"))
             .args([
-                "--bind-address=127.0.0.1",
                 "--user=root",
                 "--skip-log-bin",
                 "--skip-name-resolve",
@@ -534,12 +547,20 @@ impl MariaDb {
         let log = dir.path().join("server.log");
         let mut daemon = Daemon::spawn("mariadbd", server, &log, libc::SIGTERM)?;
         daemon.wait_ready(|| fs::read_to_string(&log).is_ok_and(|t| t.contains("ready for connections")))?;
-        let db = MariaDb { _daemon: daemon, port, dir };
+        let db = MariaDb { _daemon: daemon, host, port, dir };
+        // On loopback the client comes from 127.0.0.1; in a namespace from
+        // the other end of the veth, the only host that can reach it.
+        let from = if ns.is_some() { "%".to_string() } else { host.to_string() };
         db.admin(&format!(
-            "create user kawrap@'127.0.0.1' identified by '{MARIADB_PASSWORD}';
-             grant all on *.* to kawrap@'127.0.0.1';"
+            "create user kawrap@'{from}' identified by '{MARIADB_PASSWORD}';
+             grant all on *.* to kawrap@'{from}';"
         ))?;
-        run_checked("mariadb select 1", &mut db.client("mariadb").args(["-e", "select 1"]).plain())?;
+        let check = db.client("mariadb").args(["-e", "select 1"]);
+        let mut check = match ns {
+            None => check.plain(),
+            Some(ns) => check.plain_in(ns),
+        };
+        run_checked("mariadb select 1", &mut check)?;
         Ok(db)
     }
 
@@ -559,7 +580,7 @@ impl MariaDb {
     pub fn client(&self, program: &str) -> Client {
         Client::new(program)
             .arg("--no-defaults")
-            .args(["--protocol=tcp", "-h", "127.0.0.1", "-P", &self.port.to_string()])
+            .args(["--protocol=tcp", "-h", &self.host.to_string(), "-P", &self.port.to_string()])
             .args(["-u", "kawrap", &format!("--password={MARIADB_PASSWORD}")])
     }
 

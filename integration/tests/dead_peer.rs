@@ -12,12 +12,14 @@
 //! of adding up.
 use std::io::Read;
 use std::process::Stdio;
-use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use kawrap_integration::netns::{self, NetnsPair, SERVER_ADDR};
 use kawrap_integration::process::{KillOnDrop, expect_line, spawn_with_lines};
-use kawrap_integration::servers::{Postgres, postgres_missing};
+use kawrap_integration::servers::{MariaDb, Postgres, mariadb_missing, postgres_missing};
 use kawrap_integration::ss::{self, SsLine};
 use kawrap_integration::{kawrap_bin, poll, skip_unless};
 
@@ -287,4 +289,198 @@ fn psql_waiting_on_a_query_fails_when_the_server_vanishes() {
     );
     drop(psql);
     drop(pg);
+}
+
+/// Rows in the dumped table: about 40 MB of dump, far more than the pipe,
+/// socket buffers and server buffers hold together, so the dump is still
+/// under way on the server when the link goes.
+const DUMP_ROWS: u32 = 200_000;
+/// Bytes of dump read before the cut: well inside the first table's rows,
+/// where mysqldump only reads its socket (its query is long acknowledged).
+const DUMP_UNDER_WAY: u64 = 1 << 20;
+/// Allowed deviation for mysqldump: the last packet before the cut (when the
+/// keepalive idle time starts) may precede the cut by a zero-window probe interval.
+const DUMP_SLACK: Duration = Duration::from_secs(2);
+
+/// `mysqldump --quick` of a generated database on MariaDB in its own
+/// namespace pair, its stdout drained by a thread that pauses once the dump
+/// is under way (so the cut lands mid-dump however fast the link is) and
+/// then reads on to the end, so mysqldump is left blocked reading its socket.
+struct Dump {
+    what: &'static str,
+    // Declared before `_db` and `pair`: the client dies before its server and namespaces go.
+    client: KillOnDrop,
+    received: Arc<AtomicU64>,
+    under_way: Receiver<()>,
+    resume: Sender<()>,
+    cut_at: Option<Instant>,
+    _db: MariaDb,
+    pair: NetnsPair,
+}
+
+/// A namespace pair with MariaDB and the generated database in its server namespace.
+fn mariadb_with_data() -> (NetnsPair, MariaDb) {
+    let pair = NetnsPair::new().expect("create namespace pair");
+    let db = MariaDb::start_in(pair.server(), SERVER_ADDR, 3306);
+    db.create_generated_db("kawrap_gen", DUMP_ROWS);
+    (pair, db)
+}
+
+impl Dump {
+    /// Starts mysqldump against `db`, under `kawrap --profile 2/1/3` if `wrapped`.
+    fn start(what: &'static str, wrapped: bool, (pair, db): (NetnsPair, MariaDb)) -> Dump {
+        // --quick: rows go to stdout as they arrive rather than after the
+        // whole table is in memory; either way the client only reads.
+        let dump = db.client("mysqldump").args(["--quick", "--skip-dump-date", "--databases", "kawrap_gen"]);
+        let mut cmd = if wrapped {
+            dump.kawrap_in(pair.client(), &["--profile", "2/1/3"])
+        } else {
+            dump.plain_in(pair.client())
+        };
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut client = KillOnDrop::spawn(&mut cmd).unwrap_or_else(|e| panic!("{what}: spawn: {e}"));
+        let mut stdout = client.stdout.take().expect("piped stdout");
+        let received = Arc::new(AtomicU64::new(0));
+        let (under_way_tx, under_way) = mpsc::channel();
+        let (resume, resume_rx) = mpsc::channel::<()>();
+        let counter = Arc::clone(&received);
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 64 << 10];
+            let mut paused = false;
+            while let Ok(n @ 1..) = stdout.read(&mut buf) {
+                let total = counter.fetch_add(n as u64, Ordering::SeqCst) + n as u64;
+                if !paused && total >= DUMP_UNDER_WAY {
+                    paused = true;
+                    let _ = under_way_tx.send(());
+                    // Until the cut is in place (or the test is gone).
+                    let _ = resume_rx.recv();
+                }
+            }
+        });
+        Dump { what, client, received, under_way, resume, cut_at: None, _db: db, pair }
+    }
+
+    /// Waits until the dump is under way (its reader paused), then cuts the
+    /// link and lets the reader drain mysqldump's stdout again.
+    fn cut_when_under_way(&mut self) {
+        if self.under_way.recv_timeout(Duration::from_secs(30)).is_err() {
+            let status = self.client.try_wait();
+            // Killed first: reading the stderr of a live mysqldump would wait for it.
+            let _ = self.client.kill();
+            let stderr = self.stderr();
+            panic!("{}: dump not under way ({status:?}): {stderr}", self.what);
+        }
+        self.pair.cut().expect("install the drop rule");
+        self.cut_at = Some(Instant::now());
+        self.resume.send(()).expect("the reader waits for the cut");
+    }
+
+    /// mysqldump's established sockets to the server, read back from the kernel.
+    fn socket(&self) -> Vec<SsLine> {
+        sockets_in(self.pair.client(), 3306)
+    }
+
+    /// Asserts mysqldump's one socket has nothing unacknowledged (so only
+    /// keepalive can notice the silence) and a keepalive timer `timer_ok` accepts.
+    fn assert_quiet_with_timer(&self, timer_ok: impl Fn(Duration) -> bool, wanted: &str) {
+        let sockets = self.socket();
+        let [socket] = sockets.as_slice() else {
+            panic!("{}: expected one socket to :3306: {sockets:?}", self.what);
+        };
+        assert!(
+            socket.keepalive().is_some_and(timer_ok),
+            "{}: expected a keepalive timer of {wanted}: {}",
+            self.what,
+            socket.raw
+        );
+        assert_eq!(send_q(socket), 0, "{}: the client has nothing unacknowledged: {}", self.what, socket.raw);
+    }
+
+    fn since_cut(&self) -> Duration {
+        self.cut_at.expect("cut first").elapsed()
+    }
+
+    /// What mysqldump printed on stderr (all of it once it has exited).
+    fn stderr(&mut self) -> String {
+        let mut text = String::new();
+        if let Some(mut stderr) = self.client.stderr.take() {
+            let _ = stderr.read_to_string(&mut text);
+        }
+        text
+    }
+}
+
+/// A keepalive timer still counting down the kernel's default 7200 s idle time.
+fn kernel_default_timer(remaining: Duration) -> bool {
+    remaining > Duration::from_secs(3600)
+}
+
+#[test]
+fn mysqldump_mid_dump_fails_fast_when_the_server_vanishes() {
+    if !can_run() {
+        return;
+    }
+    let missing = mariadb_missing();
+    if skip_unless(missing.is_none(), missing.as_deref().unwrap_or_default()) {
+        return;
+    }
+    // The project's seed story: a long dump over a link that silently dies.
+    // Both servers are ready before either dump starts, so neither reader
+    // sits paused (its socket quiet) while the other server is set up.
+    let (wrapped_site, bare_site) = (mariadb_with_data(), mariadb_with_data());
+    let mut wrapped = Dump::start("mysqldump under kawrap --profile 2/1/3", true, wrapped_site);
+    let mut bare = Dump::start("mysqldump without kawrap", false, bare_site);
+
+    for dump in [&mut wrapped, &mut bare] {
+        dump.cut_when_under_way();
+    }
+    // Checked after the cut so both cuts land together; the timers were set
+    // before it (mysqldump sets SO_KEEPALIVE itself, with the kernel's 2 h
+    // unless kawrap's profile replaces it) and nothing is unacknowledged.
+    wrapped.assert_quiet_with_timer(|t| t <= Duration::from_secs(2), "≤ 2 s (the profile)");
+    bare.assert_quiet_with_timer(kernel_default_timer, "the kernel's 2 h");
+
+    let status = wrapped.client.wait_timeout(DETECT_2_1_3 + DUMP_SLACK);
+    let elapsed = wrapped.since_cut();
+    let Some(status) = status else {
+        panic!("{}: still running {elapsed:.2?} after the server vanished", wrapped.what);
+    };
+    let stderr = wrapped.stderr();
+    let received = wrapped.received.load(Ordering::SeqCst);
+    eprintln!(
+        "{}: exited ({status}) {elapsed:.2?} after the server vanished, {received} bytes dumped: {}",
+        wrapped.what,
+        stderr.trim()
+    );
+    assert!(!status.success(), "{}: should fail: {status}", wrapped.what);
+    let lower = stderr.to_lowercase();
+    assert!(
+        lower.contains("lost connection") || lower.contains("timed out"),
+        "{}: expected a connection error, got {stderr:?}",
+        wrapped.what
+    );
+    assert!(
+        elapsed.abs_diff(DETECT_2_1_3) <= DUMP_SLACK,
+        "{}: detected after {elapsed:.2?}, expected {DETECT_2_1_3:?} ± {DUMP_SLACK:?}",
+        wrapped.what
+    );
+
+    // Without kawrap mysqldump waits in read() for the kernel's 2 h 11 min.
+    std::thread::sleep(Duration::from_secs(20).saturating_sub(bare.since_cut()));
+    if let Some(status) = bare.client.try_wait() {
+        let (since, stderr) = (bare.since_cut(), bare.stderr());
+        panic!("{}: exited ({status}) {since:.2?} after the cut: {stderr}", bare.what);
+    }
+    let sockets = bare.socket();
+    eprintln!(
+        "{}: still running {:.2?} after the server vanished, {} bytes dumped: {sockets:?}",
+        bare.what,
+        bare.since_cut(),
+        bare.received.load(Ordering::SeqCst)
+    );
+    assert!(
+        matches!(sockets.as_slice(), [s] if s.keepalive().is_some_and(kernel_default_timer)),
+        "{}: expected the socket still established with the kernel's 2 h timer: {sockets:?}",
+        bare.what
+    );
 }
