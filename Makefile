@@ -9,12 +9,12 @@
 PREFIX ?= /usr/local
 DESTDIR ?=
 CARGO ?= cargo
-# cargo's own CARGO_TARGET_DIR, when set, is where the artifacts are.
 # The eBPF mode (`kawrap --bpf`) needs clang to build: on when clang is
 # installed, `make BPF=0` to leave it out.
 BPF ?= $(if $(shell command -v clang 2>/dev/null),1,0)
 FEATURES := $(if $(filter 1,$(BPF)),--features bpf,)
 WORKSPACE := --workspace $(if $(filter 1,$(BPF)),--features kawrap/bpf,--exclude kawrap-bpf)
+# cargo's own CARGO_TARGET_DIR, when set, is where the artifacts are.
 RELEASE := $(or $(CARGO_TARGET_DIR),target)/release
 # Man pages and completions, made by the built kawrap from its own argument
 # definitions at install time (never committed).

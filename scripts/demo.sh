@@ -4,7 +4,7 @@
 # shows what the kernel will do about a dead peer in each case.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-kawrap=target/release/kawrap
+kawrap=${CARGO_TARGET_DIR:-target}/release/kawrap
 command -v python3 >/dev/null || { echo "demo needs python3" >&2; exit 1; }
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
