@@ -209,3 +209,32 @@ fn bpf_attach_covers_an_existing_cgroup_until_detached() {
     assert!(detached.status.success(), "{}", String::from_utf8_lossy(&detached.stderr));
     assert!(!stdout(&kawrap(&["bpf", "status"])).contains(&format!("cgroup id {id}")));
 }
+
+#[test]
+fn without_privileges_the_bpf_mode_says_what_to_do_instead() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(fx) = fixture("unprivileged") else { return };
+    let have = Command::new("setpriv").arg("--version").output().is_ok_and(|o| o.status.success());
+    if skip_unless(have, "needs setpriv (util-linux) to drop root") {
+        return;
+    }
+    // A copy the user nobody can reach (the checkout may be under /root).
+    let dir = fx.client.parent().unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let kawrap = dir.join("kawrap");
+    // With cp, not in-process: a parallel test's fork could otherwise inherit
+    // our write descriptor and make the exec below fail with ETXTBSY.
+    assert!(Command::new("cp").arg(kawrap_bin()).arg(&kawrap).status().unwrap().success());
+    for args in [&["--bpf", "--profile", "ssh", "--", "true"][..], &["bpf", "status"][..]] {
+        let output = Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(&kawrap)
+            .args(args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(125), "{args:?}: {stderr}");
+        assert!(stderr.contains("permission denied") && stderr.contains("needs root"), "{args:?}: {stderr}");
+        assert!(stderr.contains("LD_PRELOAD mode"), "points to the mode that needs no privileges: {stderr}");
+    }
+}
