@@ -1,22 +1,17 @@
 //! `kawrap`: runs a program with libkawrap.so preloaded, and the
 //! subcommands around it. Each module does one job; this file only parses
 //! the arguments, dispatches, and turns the outcome into an exit status.
-mod attach;
-mod bpf;
-mod check;
-mod cli;
-mod env_cmd;
+mod args;
+mod commands;
 mod error;
 mod exit_codes;
-mod generate;
-mod launch;
 mod output;
-mod profiles;
 mod reach;
 mod sockets;
 mod user_profiles;
 
-use cli::Subcommand;
+use args::Subcommand;
+use commands::{attach, bpf, check, env, generate, profiles, run};
 use error::Error;
 use exit_codes::ExitCode;
 
@@ -27,7 +22,7 @@ fn main() -> std::process::ExitCode {
     if args.get(1).is_some_and(|arg| arg == generate::NAME) {
         return generate::run(&args[2..]).unwrap_or_else(|error| report(&error)).into();
     }
-    let cli = match cli::parse_from(args) {
+    let cli = match args::parse_from(args) {
         Ok(cli) => cli,
         Err(error) => {
             // --help and --version are not failures; usage errors are
@@ -41,9 +36,9 @@ fn main() -> std::process::ExitCode {
         Some(Subcommand::Profiles(args)) => profiles::run(args),
         Some(Subcommand::Check(args)) => check::run(args),
         Some(Subcommand::Attach(args)) => attach::run(args),
-        Some(Subcommand::Env(args)) => env_cmd::run(args),
+        Some(Subcommand::Env(args)) => env::run(args),
         Some(Subcommand::Bpf(args)) => bpf::run(args),
-        None => launch::run(&cli.launch),
+        None => run::run(&cli.launch),
     };
     match outcome {
         Ok(code) => code.into(),

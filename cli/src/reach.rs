@@ -265,7 +265,7 @@ fn resolve_interpreter(shebang: Shebang<'_>) -> Option<PathBuf> {
 /// The first executable regular file called `name` in PATH, as env(1)'s
 /// execvp finds it.
 fn find_in_path(name: &Path) -> Option<PathBuf> {
-    crate::launch::path_candidates(name).into_iter().find(|candidate| {
+    crate::commands::run::path_candidates(name).into_iter().find(|candidate| {
         fs::metadata(candidate).is_ok_and(|metadata| metadata.is_file() && metadata.mode() & 0o111 != 0)
     })
 }

@@ -3,7 +3,7 @@
 //! (`--unset`), or a systemd drop-in (`--systemd`).
 //!
 //! The values are exactly what `kawrap … COMMAND` would set (same checks,
-//! same library discovery, same LD_PRELOAD merge: [`crate::launch::env_plan`]),
+//! same library discovery, same LD_PRELOAD merge: [`crate::commands::run::env_plan`]),
 //! so a profile is always written in numbers: the shim knows no names
 //! beyond the built-ins, and a number means the same on every machine.
 use std::ffi::{OsStr, OsString};
@@ -12,10 +12,10 @@ use std::io::{self, Write as _};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::cli::Settings;
+use crate::args::Settings;
+use crate::commands::run::{self as launch, EnvPlan};
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
-use crate::launch::{self, EnvPlan};
 use crate::output::{shell_quote, write_stdout};
 
 /// Where system units' drop-ins live.

@@ -12,7 +12,7 @@ use std::process::Command;
 
 use kawrap_core::{Config, Policy, Rules, UserTimeout};
 
-use crate::cli::{Keepalive, LaunchArgs, Settings};
+use crate::args::{Keepalive, LaunchArgs, Settings};
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
 use crate::output::{shell_quote, write_stdout};
@@ -52,7 +52,7 @@ pub fn run(args: &LaunchArgs) -> Result<ExitCode, Error> {
         // Nothing is preloaded: the kernel applies the same configuration.
         let config = checked_config(&args.settings.keepalive)?;
         let program = find_command(name)?;
-        return crate::bpf::launch(&config, name, &program, rest);
+        return crate::commands::bpf::launch(&config, name, &program, rest);
     }
     let plan = env_plan(&args.settings)?;
     let program = find_command(name)?;
@@ -362,7 +362,7 @@ fn not_found(name: &OsStr, reason: &'static str) -> Error {
             ),
         }
     };
-    if crate::cli::is_subcommand(&name) {
+    if crate::args::is_subcommand(&name) {
         hint.push_str(&format!(
             "\n`{name}` is also a kawrap subcommand: write `kawrap {name}` with nothing before it to use it"
         ));

@@ -3,7 +3,7 @@
 use kawrap_core::{BUILTIN_PROFILES, KeepaliveProfile, NamedProfile};
 use serde::Serialize;
 
-use crate::cli::ProfilesArgs;
+use crate::args::ProfilesArgs;
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
 use crate::output::{columns, write_stdout};

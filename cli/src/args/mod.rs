@@ -46,17 +46,17 @@ pub enum Subcommand {
     Profiles(ProfilesArgs),
     /// Show live TCP sockets: keepalive on?, the timer, the exact options; --expect PROFILE to verify
     // A variant's doc comment replaces the subcommand's long help: set it here.
-    #[command(long_about = crate::check::LONG_ABOUT)]
-    Check(crate::check::CheckArgs),
+    #[command(long_about = crate::commands::check::LONG_ABOUT)]
+    Check(crate::commands::check::CheckArgs),
     /// Give the TCP sockets of a running process a keepalive profile (pidfd_getfd + setsockopt)
-    #[command(long_about = crate::attach::LONG_ABOUT)]
-    Attach(crate::attach::AttachArgs),
+    #[command(long_about = crate::commands::attach::LONG_ABOUT)]
+    Attach(crate::commands::attach::AttachArgs),
     /// Print the environment for the current shell (eval "$(kawrap env …)"), or a systemd drop-in
-    #[command(long_about = crate::env_cmd::LONG_ABOUT)]
-    Env(crate::env_cmd::EnvArgs),
+    #[command(long_about = crate::commands::env::LONG_ABOUT)]
+    Env(crate::commands::env::EnvArgs),
     /// The eBPF mode for a whole cgroup (e.g. a systemd service): attach, detach, status
-    #[command(long_about = crate::bpf::LONG_ABOUT)]
-    Bpf(crate::bpf::BpfArgs),
+    #[command(long_about = crate::commands::bpf::LONG_ABOUT)]
+    Bpf(crate::commands::bpf::BpfArgs),
 }
 
 /// `kawrap profiles`.
@@ -195,7 +195,7 @@ Examples:
 /// own rows for the built-ins, so the two can never disagree.
 fn after_long_help() -> String {
     let mut text = String::from("Profiles (--profile NAME, or `kawrap profiles`):\n");
-    for line in crate::output::columns(&crate::profiles::builtin_rows()).lines() {
+    for line in crate::output::columns(&crate::commands::profiles::builtin_rows()).lines() {
         let _ = writeln!(text, "  {line}");
     }
     text.push_str(AFTER_LONG_HELP);

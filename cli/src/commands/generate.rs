@@ -45,14 +45,14 @@ pub fn run(args: &[OsString]) -> Result<ExitCode, Error> {
 /// kawrap.1, and kawrap-SUBCOMMAND.1 for each subcommand.
 fn man_pages(dir: &Path) -> Result<(), Error> {
     create_dir(dir)?;
-    clap_mangen::generate_to(crate::cli::command(), dir)
+    clap_mangen::generate_to(crate::args::command(), dir)
         .map_err(|error| Error::io(format!("cannot write man pages into {}", dir.display()), error))
 }
 
 /// kawrap.bash, _kawrap (zsh) and kawrap.fish.
 fn completions(dir: &Path) -> Result<(), Error> {
     create_dir(dir)?;
-    let mut command = crate::cli::command();
+    let mut command = crate::args::command();
     for shell in SHELLS {
         clap_complete::generate_to(shell, &mut command, "kawrap", dir).map_err(|error| {
             Error::io(format!("cannot write {shell} completions into {}", dir.display()), error)
@@ -84,7 +84,7 @@ mod tests {
     fn a_man_page_for_kawrap_and_each_subcommand() {
         let (dir, names) = generated("man");
         assert!(names.contains(&"kawrap.1".to_owned()), "{names:?}");
-        for sub in crate::cli::command().get_subcommands() {
+        for sub in crate::args::command().get_subcommands() {
             assert!(names.contains(&format!("kawrap-{}.1", sub.get_name())), "{names:?}");
         }
         assert!(!names.iter().any(|name| name.contains(NAME)), "{names:?}");

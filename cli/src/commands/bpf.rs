@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use kawrap_core::Config;
 
-use crate::cli::Keepalive;
+use crate::args::Keepalive;
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
 
@@ -82,7 +82,7 @@ attach PID` for those).";
 pub fn run(args: &BpfArgs) -> Result<ExitCode, Error> {
     match &args.action {
         BpfAction::Attach { cgroup, keepalive } => {
-            imp::attach(cgroup, &crate::launch::checked_config(keepalive)?)
+            imp::attach(cgroup, &crate::commands::run::checked_config(keepalive)?)
         }
         BpfAction::Detach { target: DetachTarget { cgroup: Some(cgroup), .. } } => imp::detach(cgroup),
         BpfAction::Detach { target: DetachTarget { cgroup_id: Some(id), .. } } => imp::detach_id(*id),
@@ -137,7 +137,7 @@ mod imp {
             // The program was found and is executable (find_command): a
             // failure now is the exec's own, told as for the LD_PRELOAD mode.
             Err(kawrap_bpf::Error::Spawn { source, .. }) => {
-                return Err(crate::launch::exec_error(name, source));
+                return Err(crate::commands::run::exec_error(name, source));
             }
             Err(error) => return Err(refused(error)),
         };
