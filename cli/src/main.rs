@@ -6,7 +6,9 @@ mod commands;
 mod error;
 mod exit_codes;
 mod output;
+mod profile_table;
 mod reach;
+mod settings;
 mod sockets;
 mod user_profiles;
 

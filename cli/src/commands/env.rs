@@ -10,96 +10,17 @@ use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::args::Settings;
+use crate::args::env::{EnvArgs, SYSTEM_UNIT_DIR, Shell};
 use crate::commands::run::{self as launch, EnvPlan};
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
 use crate::output::{shell_quote, write_stdout};
 
-/// Where system units' drop-ins live.
-const SYSTEM_UNIT_DIR: &str = "/etc/systemd/system";
 /// The drop-in's file name: after most packages' own (which use 10-…), so
 /// their Environment= lines come first.
 const DROP_IN_NAME: &str = "50-kawrap.conf";
-
-/// `kawrap env`.
-#[derive(Debug, clap::Args)]
-#[command(after_long_help = AFTER_LONG_HELP)]
-pub struct EnvArgs {
-    /// What programs started from this shell (or the service) get
-    #[command(flatten)]
-    pub settings: Settings,
-
-    /// The syntax to print: `sh` (also bash, zsh, dash, ksh) or `fish`
-    #[arg(long, value_enum, default_value_t = Shell::Sh, help_heading = "Output")]
-    pub shell: Shell,
-
-    /// Print the lines that undo `kawrap env`: libkawrap.so leaves LD_PRELOAD (other
-    /// preloads stay), the KAWRAP_* variables are unset
-    #[arg(
-        long,
-        help_heading = "Output",
-        conflicts_with_all = ["systemd", "profile", "rules", "policy", "user_timeout", "log"]
-    )]
-    pub unset: bool,
-
-    /// Print a systemd drop-in (`[Service]` with Environment= lines) for a service instead
-    #[arg(long, help_heading = "systemd")]
-    pub systemd: bool,
-
-    /// The service the drop-in is for (`backup` or `backup.service`): named in its
-    /// comments, and where --write puts it
-    #[arg(long, value_name = "NAME", requires = "systemd", help_heading = "systemd")]
-    pub unit: Option<String>,
-
-    /// Write the drop-in to UNIT-DIR/NAME.service.d/50-kawrap.conf (creating the directory)
-    /// instead of printing it; an existing different file is kept unless --force
-    #[arg(long, requires = "unit", help_heading = "systemd")]
-    pub write: bool,
-
-    /// With --write, replace an existing drop-in that differs
-    #[arg(long, requires = "write", help_heading = "systemd")]
-    pub force: bool,
-
-    /// Where unit drop-ins go (~/.config/systemd/user for `systemctl --user` units)
-    #[arg(long, value_name = "DIR", default_value = SYSTEM_UNIT_DIR, help_heading = "systemd")]
-    pub unit_dir: PathBuf,
-}
-
-/// Shell syntaxes `kawrap env` can print.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Shell {
-    /// POSIX sh: `export VAR='value'`, `unset VAR` (bash, zsh, dash, ksh).
-    Sh,
-    /// fish: `set -gx VAR 'value'`, `set -e VAR`.
-    Fish,
-}
-
-/// The long help's opening (set on the subcommand in cli.rs).
-pub const LONG_ABOUT: &str = "\
-Print the environment kawrap gives a program, as commands for the current shell, so that every \
-program started from it afterwards gets the keepalive profile:
-
-  eval \"$(kawrap env --profile recommended)\"       # sh, bash, zsh
-  kawrap env --shell fish --profile firewall | source
-
-LD_PRELOAD gets the absolute path of libkawrap.so in front of what it already holds (without \
-duplicates); KAWRAP_PROFILE is always written in numbers. `eval \"$(kawrap env --unset)\"` undoes \
-it. With --systemd, the same settings are printed as a drop-in for a systemd service.";
-
-const AFTER_LONG_HELP: &str = "\
-Examples:
-  eval \"$(kawrap env --profile 300/30/5 --rule :3306=firewall)\"
-  eval \"$(kawrap env --unset)\"
-  kawrap env --systemd --profile 300/30/5 --unit backup            print the drop-in
-  kawrap env --systemd --profile 300/30/5 --unit backup --write    install it
-  systemctl daemon-reload && systemctl restart backup.service
-
-A program started from the shell is covered; sudo, setuid programs and static or Go binaries are \
-not (see `kawrap --help`).";
-
 /// Runs `kawrap env`.
 pub fn run(args: &EnvArgs) -> Result<ExitCode, Error> {
     if args.unset {
@@ -315,6 +236,8 @@ fn write_drop_in(unit_dir: &Path, unit: &str, text: &str, force: bool) -> Result
 
 #[cfg(test)]
 mod tests {
+    use std::path::PathBuf;
+
     use kawrap_core::Config;
 
     use super::*;

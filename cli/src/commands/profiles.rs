@@ -3,10 +3,11 @@
 use kawrap_core::{BUILTIN_PROFILES, KeepaliveProfile, NamedProfile};
 use serde::Serialize;
 
-use crate::args::ProfilesArgs;
+use crate::args::profiles::ProfilesArgs;
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
 use crate::output::{columns, write_stdout};
+use crate::profile_table::{builtin_rows, row};
 use crate::user_profiles::{self, UserProfile};
 
 /// One profile as `--json` prints it.
@@ -85,16 +86,6 @@ fn table(user: &[UserProfile]) -> String {
         row(&user.name, &user.profile, purpose)
     }));
     columns(&rows)
-}
-
-/// One row per built-in profile: name, numbers, detection time, purpose.
-/// `kawrap --help` lists the same rows.
-pub fn builtin_rows() -> Vec<Vec<String>> {
-    BUILTIN_PROFILES.iter().map(|named| row(named.name, &named.profile, named.purpose.to_owned())).collect()
-}
-
-fn row(name: &str, profile: &KeepaliveProfile, purpose: String) -> Vec<String> {
-    vec![name.to_owned(), profile.to_string(), profile.detection_time().to_string(), purpose]
 }
 
 #[cfg(test)]

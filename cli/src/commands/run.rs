@@ -12,10 +12,11 @@ use std::process::Command;
 
 use kawrap_core::{Config, Policy, Rules, UserTimeout};
 
-use crate::args::{Keepalive, LaunchArgs, Settings};
+use crate::args::run::LaunchArgs;
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
 use crate::output::{shell_quote, write_stdout};
+use crate::settings::{Keepalive, Settings};
 
 /// The file name of the shim, wherever it is installed.
 pub const LIB_NAME: &str = "libkawrap.so";

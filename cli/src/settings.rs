@@ -1,0 +1,62 @@
+//! What the program's sockets get, as the person wrote it: the options
+//! `kawrap COMMAND`, `kawrap env` and `kawrap bpf attach` share. The
+//! environment plan (`env_plan`) checks them with kawrap-core.
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// The keepalive settings and where the library is: what ends up in the
+/// program's environment. Shared by every subcommand that sets them up.
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Keepalive settings")]
+pub struct Settings {
+    /// What every TCP socket gets.
+    #[command(flatten)]
+    pub keepalive: Keepalive,
+
+    /// Append one line per socket kawrap changes to FILE (made absolute, created if missing)
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+
+    /// The libkawrap.so to preload [default: next to the kawrap binary, then
+    /// ../lib/kawrap/ from it]
+    #[arg(long, value_name = "PATH", env = "KAWRAP_LIB", hide_env_values = true)]
+    pub lib: Option<PathBuf>,
+}
+
+/// The profile, rules, policy and user timeout: the same for the shim and
+/// for the eBPF mode.
+#[derive(Clone, Debug, Args)]
+pub struct Keepalive {
+    /// Keepalive profile for every TCP connection: a built-in name or IDLE/INTVL/CNT[/UT]
+    ///
+    /// Built-in names: `kawrap profiles` lists them, with your own. IDLE is the seconds of
+    /// silence before the first probe, INTVL the seconds between probes, CNT the unanswered
+    /// probes before the connection is dropped (IDLE and INTVL 1..=32767, CNT 1..=127).
+    /// UT, optional, is TCP_USER_TIMEOUT: `auto`, milliseconds, or a duration like `450s`.
+    #[arg(short, long, value_name = "PROFILE", default_value = "recommended")]
+    pub profile: String,
+
+    /// A different profile for some destinations: DEST=PROFILE, repeatable or
+    /// comma-separated; the first matching rule wins
+    ///
+    /// DEST is `:PORT`, `ADDR[/LEN]`, `V4ADDR[/LEN]:PORT` or `[V6ADDR][/LEN]:PORT`; names are
+    /// not resolved. Connections that no rule matches get --profile.
+    #[arg(short, long = "rule", value_name = "DEST=PROFILE")]
+    pub rules: Vec<String>,
+
+    /// Who wins when the program sets keepalive options itself: `respect` (the program) or
+    /// `force` (the profile)
+    #[arg(long, value_name = "POLICY", default_value = "respect")]
+    pub policy: String,
+
+    /// Add TCP_USER_TIMEOUT to --profile, or replace the one it has: `auto`, milliseconds,
+    /// or a duration (`450s`, `7m30s`)
+    ///
+    /// `auto` is the profile's detection time. It applies to --profile only; a rule carries
+    /// its own (`:3306=300/30/5/auto`). It drops a connection whose sent data stays
+    /// unacknowledged that long, which keepalive alone cannot notice; `0` leaves the
+    /// kernel's default (off).
+    #[arg(long, value_name = "UT")]
+    pub user_timeout: Option<String>,
+}
