@@ -84,3 +84,17 @@ impl Error {
         Error::Io { context: context.into(), source }
     }
 }
+
+/// An OS error as a phrase: `permission denied`, without `(os error 13)`.
+pub fn describe(error: &io::Error) -> String {
+    let text = error.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(end) => &text[..end],
+        None => &text,
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => text.to_owned(),
+    }
+}

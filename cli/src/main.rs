@@ -1,16 +1,37 @@
 //! `kawrap`: runs a program with libkawrap.so preloaded, and the
 //! subcommands around it. Each module does one job; this file only parses
 //! the arguments, dispatches, and turns the outcome into an exit status.
-mod args;
+//!
+//! The modules form layers, listed below from the top down: a module uses
+//! only modules listed after it (README.md, "Architecture").
+
+// What each subcommand does, one file each (`commands/run.rs` is the
+// launcher); a command never uses another command.
 mod commands;
-mod error;
-mod exit_codes;
-mod output;
-mod profile_table;
+
+// What a person types: the clap definitions and help texts, nothing else.
+mod args;
+
+// What the commands share: settings → environment plan, the eBPF mode,
+// and what the shim cannot reach.
+mod bpf_mode;
+mod env_plan;
 mod reach;
-mod settings;
+
+// Finding libkawrap.so and COMMAND, the kernel's view of TCP sockets,
+// profile names (profiles.toml), and writing for people.
+mod library;
+mod output;
+mod program;
 mod sockets;
 mod user_profiles;
+
+// The ground: the options as typed, the profile table's rows, errors and
+// exit statuses.
+mod error;
+mod exit_codes;
+mod profile_table;
+mod settings;
 
 use args::Subcommand;
 use commands::{attach, bpf, check, env, generate, profiles, run};

@@ -16,6 +16,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use crate::program::path_candidates;
+
 /// Why LD_PRELOAD will not reach a program.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Bypass {
@@ -265,7 +267,7 @@ fn resolve_interpreter(shebang: Shebang<'_>) -> Option<PathBuf> {
 /// The first executable regular file called `name` in PATH, as env(1)'s
 /// execvp finds it.
 fn find_in_path(name: &Path) -> Option<PathBuf> {
-    crate::commands::run::path_candidates(name).into_iter().find(|candidate| {
+    path_candidates(name).into_iter().find(|candidate| {
         fs::metadata(candidate).is_ok_and(|metadata| metadata.is_file() && metadata.mode() & 0o111 != 0)
     })
 }

@@ -1,25 +1,15 @@
-//! The eBPF mode: `kawrap --bpf -- COMMAND` and `kawrap bpf attach|detach|status`.
-//!
-//! For what LD_PRELOAD can never reach (Go and static programs, raw
-//! syscalls, setuid programs, sudo): a cgroup v2 sock_ops program from the
-//! `kawrap-bpf` crate gives every TCP connection of a process tree the same
-//! profiles and rules. It needs clang to build, so it is a cargo feature
-//! (`bpf`, on in `make`); a kawrap built without it says how to get it.
-use std::ffi::OsString;
-use std::path::Path;
-
-use kawrap_core::Config;
-
+//! `kawrap bpf attach|detach|status`: the eBPF mode (see `bpf_mode`) on a
+//! whole cgroup, such as a systemd service, outliving kawrap: pinned under
+//! /sys/fs/bpf/kawrap/ until detached.
 use crate::args::bpf::{BpfAction, BpfArgs, DetachTarget};
+use crate::env_plan::checked_config;
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
 
 /// `kawrap bpf …`.
 pub fn run(args: &BpfArgs) -> Result<ExitCode, Error> {
     match &args.action {
-        BpfAction::Attach { cgroup, keepalive } => {
-            imp::attach(cgroup, &crate::commands::run::checked_config(keepalive)?)
-        }
+        BpfAction::Attach { cgroup, keepalive } => imp::attach(cgroup, &checked_config(keepalive)?),
         BpfAction::Detach { target: DetachTarget { cgroup: Some(cgroup), .. } } => imp::detach(cgroup),
         BpfAction::Detach { target: DetachTarget { cgroup_id: Some(id), .. } } => imp::detach_id(*id),
         // clap requires exactly one of the two.
@@ -31,76 +21,17 @@ pub fn run(args: &BpfArgs) -> Result<ExitCode, Error> {
     }
 }
 
-/// `kawrap --bpf … -- COMMAND`: runs the found `program` (named `name` by
-/// the user) in a transient cgroup and returns its exit status.
-pub fn launch(
-    config: &Config,
-    name: &OsString,
-    program: &Path,
-    args: &[OsString],
-) -> Result<ExitCode, Error> {
-    imp::launch(config, name, program, args)
-}
-
 #[cfg(feature = "bpf")]
 mod imp {
-    use std::ffi::OsString;
-    use std::os::unix::process::{CommandExt, ExitStatusExt};
     use std::path::Path;
-    use std::process::Command;
 
     use kawrap_bpf::{AttachOutcome, Attachment};
     use kawrap_core::Config;
 
+    use crate::bpf_mode::refused;
     use crate::error::Error;
     use crate::exit_codes::ExitCode;
     use crate::output::write_stdout;
-
-    fn refused(error: kawrap_bpf::Error) -> Error {
-        Error::Refused { message: error.to_string(), hint: String::new() }
-    }
-
-    pub fn launch(
-        config: &Config,
-        name: &OsString,
-        program: &Path,
-        args: &[OsString],
-    ) -> Result<ExitCode, Error> {
-        let mut command = Command::new(program);
-        command.arg0(name).args(args);
-        let outcome = match kawrap_bpf::run(config, &mut command) {
-            Ok(outcome) => outcome,
-            // The program was found and is executable (find_command): a
-            // failure now is the exec's own, told as for the LD_PRELOAD mode.
-            Err(kawrap_bpf::Error::Spawn { source, .. }) => {
-                return Err(crate::commands::run::exec_error(name, source));
-            }
-            Err(error) => return Err(refused(error)),
-        };
-        let cleanup = &outcome.cleanup;
-        if !cleanup.moved_out.is_empty() {
-            eprintln!(
-                "kawrap: {} process(es) the command left running ({:?}) were moved out of kawrap's cgroup: \
-                 their existing connections keep the profile, new ones do not",
-                cleanup.moved_out.len(),
-                cleanup.moved_out
-            );
-        }
-        if cleanup.counters.failed > 0 {
-            eprintln!(
-                "kawrap: the kernel refused {} keepalive setting(s) of the command's connections",
-                cleanup.counters.failed
-            );
-        }
-        // As a shell reports it: the code, or 128 + the signal that killed it.
-        let status = outcome.status;
-        let code = match (status.code(), status.signal()) {
-            (Some(code), _) => code as u8,
-            (None, Some(signal)) => 128u8.wrapping_add(signal as u8),
-            (None, None) => return Ok(ExitCode::KawrapError),
-        };
-        Ok(ExitCode::Program(code))
-    }
 
     pub fn attach(cgroup: &Path, config: &Config) -> Result<ExitCode, Error> {
         let (verb, id) = match kawrap_bpf::attach(cgroup, config).map_err(refused)? {
@@ -175,26 +106,14 @@ mod imp {
 
 #[cfg(not(feature = "bpf"))]
 mod imp {
-    use std::ffi::OsString;
     use std::path::Path;
 
     use kawrap_core::Config;
 
+    use crate::bpf_mode::not_built;
     use crate::error::Error;
     use crate::exit_codes::ExitCode;
 
-    fn not_built() -> Error {
-        Error::Refused {
-            message: "this kawrap was built without the eBPF mode".to_owned(),
-            hint: "rebuild with it: `make` (needs clang and libbpf-dev), or \
-                   `cargo build --release -p kawrap --features bpf`"
-                .to_owned(),
-        }
-    }
-
-    pub fn launch(_: &Config, _: &OsString, _: &Path, _: &[OsString]) -> Result<ExitCode, Error> {
-        Err(not_built())
-    }
     pub fn attach(_: &Path, _: &Config) -> Result<ExitCode, Error> {
         Err(not_built())
     }

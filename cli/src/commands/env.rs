@@ -3,7 +3,7 @@
 //! (`--unset`), or a systemd drop-in (`--systemd`).
 //!
 //! The values are exactly what `kawrap … COMMAND` would set (same checks,
-//! same library discovery, same LD_PRELOAD merge: [`crate::commands::run::env_plan`]),
+//! same library discovery, same LD_PRELOAD merge: [`crate::env_plan`]),
 //! so a profile is always written in numbers: the shim knows no names
 //! beyond the built-ins, and a number means the same on every machine.
 use std::ffi::{OsStr, OsString};
@@ -13,9 +13,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use crate::args::env::{EnvArgs, SYSTEM_UNIT_DIR, Shell};
-use crate::commands::run::{self as launch, EnvPlan};
+use crate::env_plan::{EnvPlan, env_plan, var_name};
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
+use crate::library::{find_lib, preload_without};
 use crate::output::{shell_quote, write_stdout};
 
 /// The drop-in's file name: after most packages' own (which use 10-…), so
@@ -24,14 +25,14 @@ const DROP_IN_NAME: &str = "50-kawrap.conf";
 /// Runs `kawrap env`.
 pub fn run(args: &EnvArgs) -> Result<ExitCode, Error> {
     if args.unset {
-        let lib = launch::find_lib(args.settings.lib.as_deref()).ok();
+        let lib = find_lib(args.settings.lib.as_deref()).ok();
         let existing = std::env::var_os("LD_PRELOAD");
-        let remaining = launch::preload_without(lib.as_deref(), existing.as_deref());
+        let remaining = preload_without(lib.as_deref(), existing.as_deref());
         write_stdout(&unset_script(args.shell, remaining.as_deref()))?;
         return Ok(ExitCode::Success);
     }
     // env_plan resolves user-defined names too: the output holds numbers.
-    let plan = launch::env_plan(&args.settings)?;
+    let plan = env_plan(&args.settings)?;
     if !args.systemd {
         write_stdout(&shell_script(args.shell, &plan))?;
         return Ok(ExitCode::Success);
@@ -68,7 +69,7 @@ fn unset_script(shell: Shell, remaining_preload: Option<&OsStr>) -> Vec<u8> {
         None => unset_line(&mut script, shell, "LD_PRELOAD"),
     }
     for var in kawrap_core::env::ALL {
-        unset_line(&mut script, shell, launch::var_name(var));
+        unset_line(&mut script, shell, var_name(var));
     }
     script
 }

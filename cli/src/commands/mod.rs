@@ -1,4 +1,7 @@
-//! One module per subcommand, each with `run(&…Args) -> Result<ExitCode, Error>`.
+//! One module per subcommand, each with `run(&…Args) -> Result<ExitCode, Error>`:
+//! `run` is the launcher (`kawrap [OPTIONS] COMMAND`), `generate` the hidden
+//! `kawrap __generate` of `make install`. Each uses only the layers below
+//! `commands/`, never another command: what two share lives below.
 pub mod attach;
 pub mod bpf;
 pub mod check;
