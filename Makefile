@@ -4,7 +4,9 @@
 #   make test       lint + unit + kernel + integration tests (as root for the full set)
 #   make bench      benchmarks (not part of `make test`)
 #   make install    PREFIX=/usr/local DESTDIR=  → bin/kawrap, lib/kawrap/libkawrap.so,
-#                   share/man/man1/kawrap*.1, bash/zsh/fish completions
+#                   share/man/man1/kawrap*.1, bash/zsh/fish completions, share/doc/kawrap;
+#                   copies what `make` built and never runs cargo (so `sudo make install`
+#                   works with a PATH that has no cargo)
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -16,13 +18,15 @@ FEATURES := $(if $(filter 1,$(BPF)),--features bpf,)
 WORKSPACE := --workspace $(if $(filter 1,$(BPF)),--features kawrap/bpf,--exclude kawrap-bpf)
 # cargo's own CARGO_TARGET_DIR, when set, is where the artifacts are.
 RELEASE := $(or $(CARGO_TARGET_DIR),target)/release
-# Man pages and completions, made by the built kawrap from its own argument
-# definitions at install time (never committed).
-GENERATED := $(RELEASE)/generated
 MAN1 := $(DESTDIR)$(PREFIX)/share/man/man1
 BASH_COMPLETION := $(DESTDIR)$(PREFIX)/share/bash-completion/completions/kawrap
-ZSH_COMPLETION := $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_kawrap
+# Where zsh looks for completions under PREFIX (Debian's packages use
+# /usr/share/zsh/vendor-completions).
+ZSH_COMPLETION_DIR ?= $(PREFIX)/share/zsh/site-functions
+ZSH_COMPLETION := $(DESTDIR)$(ZSH_COMPLETION_DIR)/_kawrap
 FISH_COMPLETION := $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/kawrap.fish
+DOC := $(DESTDIR)$(PREFIX)/share/doc/kawrap
+DOC_FILES := README.md LICENSE-MIT LICENSE-APACHE
 
 .PHONY: all build demo test lint unit-test fuzz-smoke bench install uninstall clean
 
@@ -53,22 +57,32 @@ fuzz-smoke:
 bench: build
 	scripts/bench.sh
 
-install: build
+# Copies what `make` built; never builds (sudo's PATH has no cargo). The man
+# pages and completions are made by the built kawrap from its own argument
+# definitions, in a temporary directory (nothing root-owned is left in the
+# target directory, nothing generated is ever committed).
+install:
+	@for built in $(RELEASE)/kawrap $(RELEASE)/libkawrap.so; do \
+	    [ -f "$$built" ] || { echo "make install: $$built is missing: run \`make\` first (install copies what is built and never runs cargo)" >&2; exit 1; }; \
+	done
 	install -D -m 0755 $(RELEASE)/kawrap $(DESTDIR)$(PREFIX)/bin/kawrap
 	install -D -m 0644 $(RELEASE)/libkawrap.so $(DESTDIR)$(PREFIX)/lib/kawrap/libkawrap.so
-	rm -rf $(GENERATED)
-	$(RELEASE)/kawrap __generate man $(GENERATED)/man
-	$(RELEASE)/kawrap __generate completions $(GENERATED)/completions
-	install -d $(MAN1)
-	install -m 0644 $(GENERATED)/man/*.1 $(MAN1)/
-	install -D -m 0644 $(GENERATED)/completions/kawrap.bash $(BASH_COMPLETION)
-	install -D -m 0644 $(GENERATED)/completions/_kawrap $(ZSH_COMPLETION)
-	install -D -m 0644 $(GENERATED)/completions/kawrap.fish $(FISH_COMPLETION)
+	generated=$$(mktemp -d) && trap 'rm -rf "$$generated"' EXIT && \
+	$(RELEASE)/kawrap __generate man "$$generated/man" && \
+	$(RELEASE)/kawrap __generate completions "$$generated/completions" && \
+	install -d $(MAN1) && \
+	install -m 0644 "$$generated"/man/*.1 $(MAN1)/ && \
+	install -D -m 0644 "$$generated/completions/kawrap.bash" $(BASH_COMPLETION) && \
+	install -D -m 0644 "$$generated/completions/_kawrap" $(ZSH_COMPLETION) && \
+	install -D -m 0644 "$$generated/completions/kawrap.fish" $(FISH_COMPLETION)
+	install -d $(DOC)
+	install -m 0644 $(DOC_FILES) $(DOC)/
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/kawrap $(DESTDIR)$(PREFIX)/lib/kawrap/libkawrap.so
 	rm -f $(MAN1)/kawrap.1 $(MAN1)/kawrap-*.1 $(BASH_COMPLETION) $(ZSH_COMPLETION) $(FISH_COMPLETION)
-	-rmdir $(DESTDIR)$(PREFIX)/lib/kawrap
+	rm -f $(addprefix $(DOC)/,$(DOC_FILES))
+	-rmdir $(DESTDIR)$(PREFIX)/lib/kawrap $(DOC)
 
 clean:
 	$(CARGO) clean

@@ -9,29 +9,62 @@ use std::process::{Command, Output};
 
 use testenv::{TestEnv, have, kawrap_bin, skip_unless};
 
+/// How `make` is run: as the person who built kawrap (cargo in PATH), or as
+/// `sudo make install` runs it: sudo's PATH has no cargo, and here the
+/// `cargo` it finds fails loudly.
+#[derive(Clone, Copy, PartialEq)]
+enum Toolchain {
+    InPath,
+    Absent,
+}
+
+/// A directory holding a `cargo` that says it must not run, and fails.
+fn forbidden_cargo() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new().prefix("kawrap-no-cargo-").tempdir().unwrap();
+    let cargo = dir.path().join("cargo");
+    fs::write(&cargo, "#!/bin/sh\necho \"cargo must not run here: $*\" >&2\nexit 99\n").unwrap();
+    fs::set_permissions(&cargo, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    dir
+}
+
 /// `make ARGS…` in the workspace, building into the target directory these
 /// tests were built in (so nothing is rebuilt from scratch).
-fn make(args: &[String]) -> Output {
+fn run_make(args: &[String], toolchain: Toolchain) -> Output {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace");
     // …/target-dir/debug/kawrap → …/target-dir
     let target_dir = kawrap_bin().parent().and_then(Path::parent).expect("a target directory").to_owned();
-    let output = Command::new("make")
+    let mut command = Command::new("make");
+    command
         .current_dir(workspace)
         .args(args)
         .env("CARGO_TARGET_DIR", &target_dir)
-        .env("CARGO", option_env!("CARGO").unwrap_or("cargo"))
         // Not a sub-make of whatever started the tests.
         .env_remove("MAKEFLAGS")
         .env_remove("MFLAGS")
-        .env_remove("MAKELEVEL")
-        .output()
-        .expect("run make");
-    assert!(
-        output.status.success(),
-        "make {args:?} failed\n--- stdout\n{}\n--- stderr\n{}",
+        .env_remove("MAKELEVEL");
+    let no_cargo = forbidden_cargo();
+    match toolchain {
+        Toolchain::InPath => command.env("CARGO", option_env!("CARGO").unwrap_or("cargo")),
+        Toolchain::Absent => command
+            .env_remove("CARGO")
+            .env("PATH", format!("{}:/usr/sbin:/usr/bin:/sbin:/bin", no_cargo.path().display())),
+    };
+    command.output().expect("run make")
+}
+
+fn describe(args: &[String], output: &Output) -> String {
+    format!(
+        "make {args:?}: {}\n--- stdout\n{}\n--- stderr\n{}",
+        output.status,
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
-    );
+    )
+}
+
+/// [`run_make`], which must succeed.
+fn make(args: &[String], toolchain: Toolchain) -> Output {
+    let output = run_make(args, toolchain);
+    assert!(output.status.success(), "{}", describe(args, &output));
     output
 }
 
@@ -54,7 +87,10 @@ fn make_install_then_uninstall() {
     let dest = env.root().join("dest");
     let destdir = format!("DESTDIR={}", dest.display());
     let prefix = "PREFIX=/usr/local".to_owned();
-    make(&["install".to_owned(), destdir.clone(), prefix.clone()]);
+    // `make`, then `sudo make install`: installing what is built needs no
+    // toolchain.
+    make(&["build".to_owned()], Toolchain::InPath);
+    make(&["install".to_owned(), destdir.clone(), prefix.clone()], Toolchain::Absent);
     let usr = dest.join("usr/local");
 
     // The installed launcher finds the installed shim (../lib/kawrap/).
@@ -111,7 +147,29 @@ fn make_install_then_uninstall() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("kawrap"), "complete -p says nothing");
     }
 
-    make(&["uninstall".to_owned(), destdir, prefix]);
+    make(&["uninstall".to_owned(), destdir, prefix], Toolchain::Absent);
     let left = files_under(&dest);
     assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+#[test]
+fn make_install_without_a_build_says_to_run_make_and_builds_nothing() {
+    if !skip_unless(have("make"), "make is needed") {
+        return;
+    }
+    let env = TestEnv::new();
+    let dest = env.root().join("dest");
+    let empty = env.root().join("nothing-built");
+    fs::create_dir_all(&empty).unwrap();
+    let args =
+        ["install".to_owned(), format!("RELEASE={}", empty.display()), format!("DESTDIR={}", dest.display())];
+    let output = run_make(&args, Toolchain::Absent);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{}", describe(&args, &output));
+    assert!(
+        stderr.contains(&format!("{}/kawrap is missing: run `make` first", empty.display())),
+        "{}",
+        describe(&args, &output)
+    );
+    assert!(!dest.exists(), "installed something: {:?}", files_under(&dest));
 }
