@@ -9,6 +9,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+pub mod clients;
+pub mod debian;
+pub mod dist;
 pub mod netns;
 pub mod probe;
 pub mod process;
