@@ -1,9 +1,10 @@
 //! Programs that libkawrap.so cannot reach, found before they run.
 //!
 //! The shim works only when the dynamic loader preloads it and the program
-//! opens its sockets through glibc's functions. Programs that skip either
-//! run with the kernel's keepalive settings whatever kawrap says, so the
-//! launcher looks at the file it is about to exec and tells the person once.
+//! opens its sockets through the C library's functions (glibc's or musl's:
+//! the shim loads into both). Programs that skip either run with the
+//! kernel's keepalive settings whatever kawrap says, so the launcher looks
+//! at the file it is about to exec and tells the person once.
 //! Only a few small reads are made (the ELF header, program and section
 //! headers, the loader's name, at most 64 KiB of data for Go's marker): a
 //! large binary is never read whole, and a file that is not what it claims
@@ -33,8 +34,6 @@ pub enum Bypass {
     Go,
     /// No PT_INTERP: no dynamic loader ever runs, so nothing is preloaded.
     Static,
-    /// musl's loader (this path): the glibc-built shim cannot load there.
-    Musl(PathBuf),
 }
 
 /// A program kawrap is about to run that its shim will not reach.
@@ -85,13 +84,6 @@ impl fmt::Display for Unreachable {
             ),
             Bypass::Static => (
                 "is statically linked: no dynamic loader runs to preload libkawrap.so".to_owned(),
-                NO_LIBC_ADVICE,
-            ),
-            Bypass::Musl(loader) => (
-                format!(
-                    "is a musl program (loader {}): libkawrap.so is built for glibc and cannot load into it",
-                    loader.display()
-                ),
                 NO_LIBC_ADVICE,
             ),
         };
@@ -368,14 +360,8 @@ fn elf_bypass(source: &(impl Source + ?Sized)) -> Option<Bypass> {
         // but their sockets still come from Go's own system calls.
         return Some(Bypass::Go);
     }
-    match facts.interpreter {
-        None => Some(Bypass::Static),
-        Some(loader) => {
-            let loader = PathBuf::from(OsStr::from_bytes(&loader));
-            let musl = loader.file_name().is_some_and(|name| name.as_bytes().starts_with(b"ld-musl-"));
-            musl.then_some(Bypass::Musl(loader))
-        }
-    }
+    // Any loader will do: the shim loads into glibc's and musl's alike.
+    facts.interpreter.is_none().then_some(Bypass::Static)
 }
 
 /// What the launcher needs to know about an executable.
@@ -641,10 +627,7 @@ mod tests {
         assert_eq!(bypass(elf(true, true, None, b"x", &[".data"])), Some(Bypass::Static));
         // cgo: a loader, and still Go.
         assert_eq!(bypass(elf(true, true, Some(GLIBC), b"x", &[".note.go.buildid"])), Some(Bypass::Go));
-        assert_eq!(
-            bypass(elf(true, true, Some(b"/lib/ld-musl-x86_64.so.1"), b"x", &[])),
-            Some(Bypass::Musl(PathBuf::from("/lib/ld-musl-x86_64.so.1")))
-        );
+        assert_eq!(bypass(elf(true, true, Some(b"/lib/ld-musl-x86_64.so.1"), b"x", &[])), None);
         // A section merely containing "go" in its name is not Go's.
         assert_eq!(bypass(elf(true, true, Some(GLIBC), b"x", &[".go.buildinfox", ".gox"])), None);
     }

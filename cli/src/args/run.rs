@@ -132,10 +132,10 @@ A program or a subcommand?
 
 What kawrap cannot reach (it warns once before running such a program; -q silences it):
   Go programs and statically linked programs (they do not use the C library's socket
-  functions), musl programs (libkawrap.so is built for glibc), setuid/setgid or
-  file-capability programs and anything run through sudo or doas (the loader or sudo drops
-  LD_PRELOAD; write `sudo kawrap … CMD`). For the others: `kawrap attach PID` once the
-  program runs, or the system-wide sysctl net.ipv4.tcp_keepalive_*.
+  functions), setuid/setgid or file-capability programs and anything run through sudo or
+  doas (the loader or sudo drops LD_PRELOAD; write `sudo kawrap … CMD`). For the others:
+  `kawrap attach PID` once the program runs, or the system-wide sysctl
+  net.ipv4.tcp_keepalive_*.
 
 Exit status:
   the program's own status when it ran; 125 when kawrap itself failed (invalid option,
