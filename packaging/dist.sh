@@ -3,8 +3,10 @@
 #   OUT/kawrap-VERSION-x86_64-linux.tar.gz  from STAGE/kawrap-VERSION-x86_64-linux (PREFIX=)
 #   OUT/kawrap_VERSION_amd64.deb            from STAGE/deb (PREFIX=/usr)
 # Usage: packaging/dist.sh VERSION STAGE OUT
-# Both are reproducible: owned by root, every time stamp the last commit's
-# (SOURCE_DATE_EPOCH, which dpkg-deb honours too).
+# The packing adds nothing that varies: every file is owned by root and
+# stamped with the last commit's time (SOURCE_DATE_EPOCH, which dpkg-deb
+# honours too), so the same build in the same directory gives the same bytes
+# (the binaries themselves hold the source directory's path).
 set -euo pipefail
 [ $# -eq 3 ] || { echo "usage: $0 VERSION STAGE OUT" >&2; exit 2; }
 version=$1 stage=$2 out=$3
