@@ -19,11 +19,12 @@ mod env_plan;
 mod reach;
 
 // Finding libkawrap.so and COMMAND, the kernel's view of TCP sockets,
-// profile names (profiles.toml), and writing for people.
+// systemd units, profile names (profiles.toml), and writing for people.
 mod library;
 mod output;
 mod program;
 mod sockets;
+mod systemd;
 mod user_profiles;
 
 // The ground: the options as typed, the profile table's rows, errors and

@@ -2,9 +2,7 @@
 use std::path::PathBuf;
 
 use crate::settings::Settings;
-
-/// Where system units' drop-ins live.
-pub const SYSTEM_UNIT_DIR: &str = "/etc/systemd/system";
+use crate::systemd::SYSTEM_UNIT_DIR;
 
 /// `kawrap env`.
 #[derive(Debug, clap::Args)]

@@ -8,16 +8,16 @@
 //! beyond the built-ins, and a number means the same on every machine.
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
-use std::io::{self, Write as _};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use crate::args::env::{EnvArgs, SYSTEM_UNIT_DIR, Shell};
+use crate::args::env::{EnvArgs, Shell};
 use crate::env_plan::{EnvPlan, env_plan, var_name};
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
 use crate::library::{find_lib, preload_without};
 use crate::output::{shell_quote, write_stdout};
+use crate::systemd::{SYSTEM_UNIT_DIR, quote, unit_name, write_unit_file};
 
 /// The drop-in's file name: after most packages' own (which use 10-…), so
 /// their Environment= lines come first.
@@ -115,52 +115,13 @@ fn fish_quote(value: &OsStr) -> Vec<u8> {
     quoted
 }
 
-/// systemd's unit types other than service.
-const UNIT_TYPES: [&str; 10] =
-    ["socket", "timer", "mount", "automount", "path", "target", "slice", "scope", "device", "swap"];
-
-/// `backup` → `backup.service`; only services have `[Service]`.
-fn unit_name(name: &str) -> Result<String, Error> {
-    let invalid = |reason: &str| Error::Invalid {
-        message: format!("--unit {name:?}: {reason}"),
-        hint: "give a service name such as `backup` or `backup.service` (letters, digits, `:-_.\\@`)"
-            .to_owned(),
-    };
-    let unit = match name.rsplit_once('.') {
-        Some((_, "service")) => name.to_owned(),
-        Some((_, suffix)) if UNIT_TYPES.contains(&suffix) => {
-            return Err(invalid("only a .service has a [Service] section to set the environment in"));
-        }
-        _ => format!("{name}.service"),
-    };
-    if unit == ".service" {
-        return Err(invalid("the name is empty"));
-    }
-    if !unit.bytes().all(|b| b.is_ascii_alphanumeric() || b":-_.\\@".contains(&b)) {
-        return Err(invalid("systemd unit names contain only letters, digits and `:-_.\\@`"));
-    }
-    Ok(unit)
-}
-
-/// A value for `Environment="VAR=value"`: inside double quotes systemd
-/// reads C-style escapes, and `%` starts a specifier.
+/// A value for `Environment="VAR=value"`.
 fn systemd_quote(var: &str, value: &OsStr) -> Result<String, Error> {
     let text = value.to_str().ok_or_else(|| Error::Invalid {
         message: format!("{var}: {value:?} is not valid UTF-8, which a unit file cannot carry"),
         hint: "use a path without such bytes".to_owned(),
     })?;
-    let mut quoted = format!("\"{var}=");
-    for ch in text.chars() {
-        match ch {
-            '"' => quoted.push_str("\\\""),
-            '\\' => quoted.push_str("\\\\"),
-            '%' => quoted.push_str("%%"),
-            '\n' => quoted.push_str("\\n"),
-            other => quoted.push(other),
-        }
-    }
-    quoted.push('"');
-    Ok(quoted)
+    Ok(quote(&format!("{var}={text}")))
 }
 
 /// The drop-in: comments saying where it goes and how to apply it, then
@@ -201,34 +162,10 @@ fn drop_in(plan: &EnvPlan, unit: Option<&str>) -> Result<String, Error> {
 /// Writes the drop-in where systemd looks for it. The same content already
 /// there is fine; a different file stays unless `force`.
 fn write_drop_in(unit_dir: &Path, unit: &str, text: &str, force: bool) -> Result<ExitCode, Error> {
-    let dir = unit_dir.join(format!("{unit}.d"));
-    let path = dir.join(DROP_IN_NAME);
-    match std::fs::read(&path) {
-        Ok(existing) if existing == text.as_bytes() => {
-            eprintln!("kawrap: {} already has this content; nothing to do", path.display());
-            return Ok(ExitCode::Success);
-        }
-        Ok(_) if !force => {
-            return Err(Error::Refused {
-                message: format!("{} exists with different content", path.display()),
-                hint: "compare it with `kawrap env --systemd …` (without --write), then add --force to \
-                       replace it"
-                    .to_owned(),
-            });
-        }
-        Ok(_) => {}
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-        Err(error) => return Err(Error::io(format!("cannot read {}", path.display()), error)),
-    }
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
-    // Written beside it and renamed: systemd never reads half a file.
-    let temporary = dir.join(format!(".{DROP_IN_NAME}.kawrap-{}", std::process::id()));
-    let written = std::fs::File::create(&temporary)
-        .and_then(|mut file| file.write_all(text.as_bytes()).and_then(|()| file.sync_all()))
-        .and_then(|()| std::fs::rename(&temporary, &path));
-    if let Err(error) = written {
-        let _ = std::fs::remove_file(&temporary);
-        return Err(Error::io(format!("cannot write {}", path.display()), error));
+    let path = unit_dir.join(format!("{unit}.d")).join(DROP_IN_NAME);
+    if !write_unit_file(&path, text, force, "kawrap env --systemd …")? {
+        eprintln!("kawrap: {} already has this content; nothing to do", path.display());
+        return Ok(ExitCode::Success);
     }
     eprintln!("kawrap: wrote {}", path.display());
     eprintln!("kawrap: apply it with: systemctl daemon-reload && systemctl restart {unit}");
@@ -319,18 +256,6 @@ mod tests {
             r#""KAWRAP_LOG=/var/log/a \"b\" 100%%.log""#
         );
         assert!(systemd_quote("KAWRAP_LOG", OsStr::from_bytes(b"/x\xff")).is_err());
-    }
-
-    #[test]
-    fn unit_names() {
-        assert_eq!(unit_name("backup").unwrap(), "backup.service");
-        assert_eq!(unit_name("backup.service").unwrap(), "backup.service");
-        assert_eq!(unit_name("getty@tty1").unwrap(), "getty@tty1.service");
-        assert!(unit_name("../etc").is_err());
-        assert!(unit_name("a/b").is_err());
-        assert!(unit_name("").is_err());
-        assert!(unit_name(".service").is_err());
-        assert!(unit_name("backup.timer").unwrap_err().to_string().contains("only a .service"));
     }
 
     #[test]
