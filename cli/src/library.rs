@@ -13,11 +13,17 @@ use crate::error::{Error, describe};
 /// The file name of the shim, wherever it is installed.
 pub const LIB_NAME: &str = "libkawrap.so";
 
-/// Finds libkawrap.so: the path given, else next to the kawrap binary
-/// (where cargo builds both), else `../lib/kawrap/` from it (an installed
-/// `PREFIX/bin/kawrap` with `PREFIX/lib/kawrap/libkawrap.so`). The result
-/// is absolute, canonical and a regular file: LD_PRELOAD gets nothing else.
+/// The variable that names libkawrap.so when --lib does not.
+const LIB_VAR: &str = "KAWRAP_LIB";
+
+/// Finds libkawrap.so: the path given (--lib), else $KAWRAP_LIB, else next
+/// to the kawrap binary (where cargo builds both), else `../lib/kawrap/`
+/// from it (an installed `PREFIX/bin/kawrap` with
+/// `PREFIX/lib/kawrap/libkawrap.so`). The result is absolute, canonical and
+/// a regular file: LD_PRELOAD gets nothing else.
 pub fn find_lib(explicit: Option<&Path>) -> Result<PathBuf, Error> {
+    let from_env = env::var_os(LIB_VAR).map(PathBuf::from);
+    let explicit = explicit.or(from_env.as_deref());
     if let Some(path) = explicit.filter(|path| !path.as_os_str().is_empty()) {
         let bad = |reason: String| Error::BadLib { path: path.to_owned(), reason };
         let absolute = std::path::absolute(path).map_err(|error| bad(describe(&error)))?;

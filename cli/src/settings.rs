@@ -18,9 +18,12 @@ pub struct Settings {
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
 
-    /// The libkawrap.so to preload [default: next to the kawrap binary, then
-    /// ../lib/kawrap/ from it]
-    #[arg(long, value_name = "PATH", env = "KAWRAP_LIB", hide_env_values = true)]
+    /// The libkawrap.so to preload [default: $KAWRAP_LIB, then next to the kawrap binary,
+    /// then ../lib/kawrap/ from it]
+    // KAWRAP_LIB is read where the library is looked for (library.rs), not
+    // by clap: an exported one must not conflict with --bpf, which preloads
+    // nothing.
+    #[arg(long, value_name = "PATH")]
     pub lib: Option<PathBuf>,
 }
 
