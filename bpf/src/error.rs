@@ -7,13 +7,22 @@ use std::path::PathBuf;
 const FALLBACK: &str =
     "or use the LD_PRELOAD mode (`kawrap --profile P -- CMD`), which covers dynamically linked programs";
 
+/// What a process that is not root needs, as measured with setpriv (see
+/// the README): loading the programs needs CAP_BPF and CAP_NET_ADMIN
+/// (sock_ops and cgroup sockopt programs are networking programs); the
+/// cgroups, /run/kawrap and the pins belong to root: CAP_DAC_OVERRIDE;
+/// naming programs by id (`status`, `detach`) needs CAP_SYS_ADMIN, which
+/// also covers the first two.
+pub const CAPABILITIES: &str = "CAP_BPF, CAP_NET_ADMIN and CAP_DAC_OVERRIDE (`kawrap bpf status` and \
+                                `detach`: CAP_SYS_ADMIN and CAP_DAC_OVERRIDE)";
+
 /// An eBPF-mode operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Not root, or missing CAP_BPF / CAP_NET_ADMIN / CAP_SYS_ADMIN.
+    /// Not root, or without the capabilities the operation needs.
     #[error(
-        "{what}: permission denied. The eBPF mode needs root (or CAP_BPF, CAP_NET_ADMIN and \
-         CAP_SYS_ADMIN): run it with sudo, {FALLBACK}"
+        "{what}: permission denied. The eBPF mode needs root, or the capabilities {CAPABILITIES}: \
+         run it with sudo, {FALLBACK}"
     )]
     Permission {
         /// What was refused.
@@ -33,6 +42,53 @@ pub enum Error {
     NotCgroup2 {
         /// The path given.
         path: PathBuf,
+    },
+    /// A path inside a cgroup directory that is not a directory itself.
+    #[error(
+        "{path}: a file, not a cgroup directory; give the cgroup's directory \
+         (…/NAME.service, not …/NAME.service/cgroup.procs)"
+    )]
+    NotADirectory {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// Another program on the same hook that kawrap would turn off, or that
+    /// keeps the kernel from accepting kawrap's.
+    #[error(
+        "{cgroup} has a {hook} program that is not kawrap's ({program}), attached {}; kawrap does not \
+         turn other programs off. Attach that program with BPF_F_ALLOW_MULTI to let both run \
+         (`bpftool cgroup show {cgroup}` lists it), or {FALLBACK}",
+        if *overridable {
+            "with BPF_F_ALLOW_OVERRIDE: a kawrap program below it would replace it there, silently"
+        } else {
+            "exclusively (without BPF_F_ALLOW_MULTI): the kernel accepts no other program below it"
+        }
+    )]
+    Occupied {
+        /// Where it is attached.
+        cgroup: String,
+        /// `sock_ops` or `setsockopt`.
+        hook: &'static str,
+        /// Its id and name.
+        program: String,
+        /// Attached with BPF_F_ALLOW_OVERRIDE (else exclusively).
+        overridable: bool,
+    },
+    /// A name `kawrap bpf pin` cannot use.
+    #[error(
+        "{name:?}: not a usable name for pinned programs; use letters, digits and _ @ - : \
+         (the BPF filesystem refuses dots: backup_service for backup.service), not starting \
+         with `new-`"
+    )]
+    BadName {
+        /// The name given.
+        name: String,
+    },
+    /// `kawrap bpf unpin` of a name nothing is pinned under.
+    #[error("nothing is pinned under the name {name:?} (see `kawrap bpf status`)")]
+    NotPinned {
+        /// The name given.
+        name: String,
     },
     /// A cgroup path that does not exist or cannot be read.
     #[error("cgroup {path}: {source}")]
@@ -96,6 +152,12 @@ impl Error {
             return Error::Permission { what };
         }
         Error::Io { what, source }
+    }
+
+    /// A load the verifier abandoned because a signal arrived (EAGAIN):
+    /// worth trying again.
+    pub(crate) fn is_interrupted(&self) -> bool {
+        matches!(self, Error::KernelRefused { detail, .. } if detail.contains("(os error 11)"))
     }
 
     /// Classifies an error from aya: permission problems, the kernel's

@@ -1,20 +1,22 @@
-//! Where cgroup v2 and the BPF filesystem are mounted, mounting them when
-//! they are not, and the few cgroup files kawrap touches.
+//! Where cgroup v2 and the BPF filesystem are mounted, mounting cgroup v2
+//! privately when it is not, and the few cgroup files kawrap touches.
 use std::ffi::CString;
 use std::fs;
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
 
-/// Where kawrap mounts cgroup v2 when the system has not (cgroup v1-only
-/// hosts): a private directory, so nothing else is confused by it.
-const PRIVATE_CGROUP2: &str = "/run/kawrap/cgroup2";
-/// The conventional BPF filesystem mount, which tools such as bpftool expect.
-const BPFFS: &str = "/sys/fs/bpf";
+/// Where kawrap mounts cgroup v2 for a moment when the system has not
+/// (cgroup v1-only hosts), and where it keeps its list of scopes.
+pub(crate) const RUN_DIR: &str = "/run/kawrap";
+/// The conventional BPF filesystem mount, which tools such as bpftool and
+/// systemd's BPFProgram= expect.
+pub(crate) const BPFFS: &str = "/sys/fs/bpf";
 /// kawrap's directory on the BPF filesystem.
-const PIN_DIR: &str = "kawrap";
+pub(crate) const PIN_DIR: &str = "kawrap";
 
 /// One line of /proc/self/mountinfo: mount root, mount point, filesystem type.
 struct Mount {
@@ -70,69 +72,117 @@ fn filesystem_supported(name: &str) -> bool {
         .unwrap_or(false)
 }
 
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
 fn mount(fstype: &str, point: &Path) -> io::Result<()> {
     fs::create_dir_all(point)?;
     let source = CString::new(fstype)?;
-    let target = CString::new(point.as_os_str().as_encoded_bytes())?;
+    let target = c_path(point)?;
     // SAFETY: every pointer is a NUL-terminated string that outlives the
     // call; data may be null for both filesystems.
     let rc = unsafe { libc::mount(source.as_ptr(), target.as_ptr(), source.as_ptr(), 0, std::ptr::null()) };
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
-/// The cgroup v2 hierarchy's mount point (whole hierarchy, root `/`),
-/// mounting it at a private directory if the system has none.
-pub(crate) fn cgroup2_root() -> Result<PathBuf, Error> {
-    let all = mounts()?;
-    if let Some(m) = all.iter().find(|m| m.fstype == "cgroup2" && m.root == "/") {
-        return Ok(m.point.clone());
-    }
-    if !filesystem_supported("cgroup2") {
-        return Err(Error::NoCgroup2);
-    }
-    let point = PathBuf::from(PRIVATE_CGROUP2);
-    mount("cgroup2", &point).map_err(|e| Error::Mount {
-        fstype: "cgroup2",
-        point: point.clone(),
-        source: e,
-    })?;
-    Ok(point)
+/// The cgroup v2 hierarchy, as this process reaches it.
+pub(crate) struct Cgroup2 {
+    /// The mount point; or `/proc/self/fd/N` of `private`.
+    root: PathBuf,
+    /// When the system has no cgroup2 mount: the root of one kawrap
+    /// mounted and detached again at once, so that nothing stays mounted;
+    /// it is reachable through this descriptor for as long as it is open.
+    private: Option<OwnedFd>,
 }
 
-/// kawrap's directory on the BPF filesystem (the shared socket map, and one
-/// directory per `attach`), mounting the filesystem at /sys/fs/bpf if no BPF
+impl Cgroup2 {
+    /// The system's cgroup v2 mount (whole hierarchy, root `/`), or a
+    /// private one when there is none.
+    pub(crate) fn find_or_mount() -> Result<Cgroup2, Error> {
+        let all = mounts()?;
+        if let Some(m) = all.iter().find(|m| m.fstype == "cgroup2" && m.root == "/") {
+            return Ok(Cgroup2 { root: m.point.clone(), private: None });
+        }
+        if !filesystem_supported("cgroup2") {
+            return Err(Error::NoCgroup2);
+        }
+        let point = PathBuf::from(RUN_DIR).join(format!("cgroup2.{}", std::process::id()));
+        let mount_error = |e| Error::Mount { fstype: "cgroup2", point: point.clone(), source: e };
+        mount("cgroup2", &point).map_err(mount_error)?;
+        let opened = open_path(&point);
+        let target = c_path(&point).map_err(mount_error)?;
+        // SAFETY: a NUL-terminated path; MNT_DETACH only unhooks the mount
+        // from the tree, the descriptor keeps it usable.
+        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+        let _ = fs::remove_dir(&point);
+        let fd = opened.map_err(mount_error)?;
+        Ok(Cgroup2 { root: PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())), private: Some(fd) })
+    }
+
+    /// The hierarchy's root directory.
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `dir` as /proc/self/cgroup writes it: relative to the root.
+    pub(crate) fn relative<'a>(&self, dir: &'a Path) -> Option<&'a Path> {
+        dir.strip_prefix(&self.root).ok()
+    }
+
+    /// `dir` for a person: its path, or, under a private mount, its path in
+    /// the hierarchy (`cgroup2:/kawrap-1-0`).
+    pub(crate) fn display(&self, dir: &Path) -> String {
+        match (&self.private, self.relative(dir)) {
+            (Some(_), Some(relative)) => format!("cgroup2:/{}", relative.display()),
+            _ => dir.display().to_string(),
+        }
+    }
+
+    /// The cgroup v2 this process is in.
+    pub(crate) fn own_cgroup(&self) -> Result<PathBuf, Error> {
+        let text =
+            fs::read_to_string("/proc/self/cgroup").map_err(|e| Error::io("read /proc/self/cgroup", e))?;
+        // The v2 line is `0::/path`; with a cgroup namespace the path is
+        // relative to the namespace's root, which is also what the mount shows.
+        let relative = text.lines().find_map(|line| line.strip_prefix("0::")).unwrap_or("/");
+        let dir = self.root.join(relative.trim_start_matches('/'));
+        if dir.is_dir() { Ok(dir) } else { Ok(self.root.clone()) }
+    }
+}
+
+fn open_path(dir: &Path) -> io::Result<OwnedFd> {
+    let c = c_path(dir)?;
+    // SAFETY: a NUL-terminated path; the new fd is owned right away.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: open returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// kawrap's directory on the mounted BPF filesystem (at /sys/fs/bpf if one
+/// is mounted there, else the first one mounted anywhere); `None` if no BPF
 /// filesystem is mounted.
-pub(crate) fn pin_root() -> Result<PathBuf, Error> {
-    if let Some(bpffs) = mounted_bpffs()? {
-        return Ok(bpffs.join(PIN_DIR));
+pub(crate) fn pin_root() -> Result<Option<PathBuf>, Error> {
+    let all = mounts()?;
+    let bpf = || all.iter().filter(|m| m.fstype == "bpf");
+    let mounted = bpf().find(|m| m.point == Path::new(BPFFS)).or_else(|| bpf().next());
+    Ok(mounted.map(|m| m.point.join(PIN_DIR)))
+}
+
+/// kawrap's directory on the BPF filesystem, mounting one at /sys/fs/bpf
+/// (where systemd mounts it at boot) if there is none: for pins that must
+/// outlive kawrap, which is what the caller asked for.
+pub(crate) fn pin_root_or_mount() -> Result<PathBuf, Error> {
+    if let Some(root) = pin_root()? {
+        return Ok(root);
     }
     let point = PathBuf::from(BPFFS);
     mount("bpf", &point).map_err(|e| Error::Mount { fstype: "bpf", point: point.clone(), source: e })?;
     Ok(point.join(PIN_DIR))
-}
-
-/// [`pin_root`] if a BPF filesystem is mounted; `status` and `detach` only
-/// read, never mount.
-pub(crate) fn pin_root_if_mounted() -> Option<PathBuf> {
-    Some(mounted_bpffs().ok()??.join(PIN_DIR))
-}
-
-/// The BPF filesystem at /sys/fs/bpf if one is mounted there, else the first
-/// one mounted anywhere.
-fn mounted_bpffs() -> Result<Option<PathBuf>, Error> {
-    let all = mounts()?;
-    let bpf = || all.iter().filter(|m| m.fstype == "bpf");
-    Ok(bpf().find(|m| m.point == Path::new(BPFFS)).or_else(|| bpf().next()).map(|m| m.point.clone()))
-}
-
-/// The cgroup v2 this process is in, as a directory under `root`.
-pub(crate) fn own_cgroup(root: &Path) -> Result<PathBuf, Error> {
-    let text = fs::read_to_string("/proc/self/cgroup").map_err(|e| Error::io("read /proc/self/cgroup", e))?;
-    // The v2 line is `0::/path`; with a cgroup namespace the path is relative
-    // to the namespace's root, which is also what the mount shows.
-    let relative = text.lines().find_map(|line| line.strip_prefix("0::")).unwrap_or("/");
-    let dir = root.join(relative.trim_start_matches('/'));
-    if dir.is_dir() { Ok(dir) } else { Ok(root.to_path_buf()) }
 }
 
 /// The kernel's cgroup id: the inode number of the cgroup v2 directory.
@@ -143,8 +193,11 @@ pub(crate) fn cgroup_id(dir: &Path) -> Result<u64, Error> {
 
 /// Checks that `dir` is a directory of a cgroup v2 hierarchy.
 pub(crate) fn check_cgroup2_dir(dir: &Path) -> Result<(), Error> {
-    let c = CString::new(dir.as_os_str().as_encoded_bytes())
-        .map_err(|_| Error::NotCgroup2 { path: dir.to_path_buf() })?;
+    let meta = fs::metadata(dir).map_err(|e| Error::NoSuchCgroup { path: dir.to_path_buf(), source: e })?;
+    if !meta.is_dir() {
+        return Err(Error::NotADirectory { path: dir.to_path_buf() });
+    }
+    let c = c_path(dir).map_err(|_| Error::NotCgroup2 { path: dir.to_path_buf() })?;
     // SAFETY: statfs only writes into the zeroed struct we own.
     let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is NUL-terminated, `buf` is a valid out pointer.
@@ -174,6 +227,27 @@ pub(crate) fn walk_cgroups(root: &Path) -> Vec<PathBuf> {
         next += 1;
     }
     found
+}
+
+/// Whether a process is in the cgroup or in one below it (`populated 1` in
+/// its cgroup.events).
+pub(crate) fn populated(dir: &Path) -> bool {
+    fs::read_to_string(dir.join("cgroup.events")).is_ok_and(|text| text.lines().any(|l| l == "populated 1"))
+}
+
+/// Removes the cgroup `dir` and every cgroup below it, deepest first (a
+/// nested `kawrap --bpf` that was killed, a `mkdir` by the command). Fails
+/// with EBUSY, having removed only empty ones, while a process is in any.
+/// The programs attached to a cgroup are detached when it is removed.
+pub(crate) fn remove_cgroup_tree(dir: &Path) -> io::Result<()> {
+    for cgroup in walk_cgroups(dir).iter().rev() {
+        match fs::remove_dir(cgroup) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// The process ids in a cgroup (its `cgroup.procs`).

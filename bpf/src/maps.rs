@@ -10,7 +10,7 @@ use kawrap_core::{Config, KeepaliveProfile, MAX_RULES, Policy, Rule, Rules};
 
 /// `KAWRAP_CONFIG_VERSION` in the C source: a program only acts on a
 /// configuration whose version it knows.
-pub(crate) const CONFIG_VERSION: u32 = 1;
+pub(crate) const CONFIG_VERSION: u32 = 2;
 
 const HAS_USER_TIMEOUT: u32 = 1;
 const POLICY_RESPECT: u32 = 0;
@@ -41,23 +41,78 @@ pub(crate) struct RawRule {
     values: RawValues,
 }
 
-/// `struct kawrap_config`: the single entry of the `kawrap_config` map.
+/// `struct kawrap_config`: a cgroup's entry of `kawrap_cgroup`, or the
+/// single entry of `kawrap_pinned`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct RawConfig {
     version: u32,
     rule_count: u32,
     policy: u32,
-    reserved: u32,
+    kind: u32,
+    owner: u64,
     profile: RawValues,
     rules: [RawRule; MAX_RULES],
+    reserved: u32,
 }
 
-// SAFETY: plain `repr(C)` integers and arrays of them, no padding (every
-// field is a u32), so any bit pattern is a valid value.
-unsafe impl aya::Pod for RawConfig {}
+/// Who attached a configuration (`kind` in the C struct); only `status`
+/// reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A transient cgroup of `kawrap --bpf`.
+    Run,
+    /// `kawrap bpf attach`.
+    Attach,
+    /// A copy pinned by `kawrap bpf pin`, attached by systemd (or anyone).
+    Pinned,
+}
 
-/// Counters kept by the kernel programs (`STAT_*` in the C source).
+impl Kind {
+    fn raw(self) -> u32 {
+        match self {
+            Kind::Run => 1,
+            Kind::Attach => 2,
+            Kind::Pinned => 3,
+        }
+    }
+
+    fn from_raw(raw: u32) -> Option<Kind> {
+        [Kind::Run, Kind::Attach, Kind::Pinned].into_iter().find(|kind| kind.raw() == raw)
+    }
+}
+
+impl RawConfig {
+    /// The bytes of the value, as bpf(2) reads and writes it.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        // SAFETY: `repr(C)` integers and arrays of them with no padding
+        // (size asserted in the tests and in the C source): every byte is
+        // initialised.
+        unsafe { std::slice::from_raw_parts((self as *const RawConfig).cast::<u8>(), size_of::<RawConfig>()) }
+    }
+
+    /// A value read back from a map; `None` when `bytes` has another size.
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<RawConfig> {
+        (bytes.len() == size_of::<RawConfig>()).then(|| {
+            // SAFETY: the size matches and any bit pattern is a valid value
+            // of these integers; read_unaligned copes with the alignment.
+            unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<RawConfig>()) }
+        })
+    }
+
+    /// The attachment this configuration belongs to (`owner`).
+    pub(crate) fn owner(&self) -> u64 {
+        self.owner
+    }
+
+    /// Who wrote it; `None` for an empty entry or an unknown kind.
+    pub(crate) fn kind(&self) -> Option<Kind> {
+        (self.version == CONFIG_VERSION).then(|| Kind::from_raw(self.kind)).flatten()
+    }
+}
+
+/// Counters kept by the kernel programs for each cgroup (`STAT_*` in the C
+/// source).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Outgoing connections given a profile.
@@ -72,13 +127,21 @@ pub struct Counters {
     pub respected: u64,
 }
 
-/// Number of counters in the `kawrap_stats` map.
-pub(crate) const COUNTER_SLOTS: u32 = 5;
+/// Number of counters in a `kawrap_stats` value (`STAT_COUNT`).
+pub(crate) const COUNTER_SLOTS: usize = 5;
 
 impl Counters {
-    pub(crate) fn from_slots(slots: &[u64]) -> Counters {
-        let at = |index: usize| slots.get(index).copied().unwrap_or(0);
-        Counters { connect: at(0), passive: at(1), failed: at(2), forced: at(3), respected: at(4) }
+    /// Sums a per-CPU `kawrap_stats` value as bpf(2) returns it: one block
+    /// of [`COUNTER_SLOTS`] native-endian u64s per possible CPU.
+    pub(crate) fn from_per_cpu(bytes: &[u8]) -> Counters {
+        let mut sums = [0u64; COUNTER_SLOTS];
+        for block in bytes.chunks_exact(COUNTER_SLOTS * 8) {
+            for (sum, word) in sums.iter_mut().zip(block.chunks_exact(8)) {
+                *sum = sum.wrapping_add(u64::from_ne_bytes(word.try_into().unwrap_or([0; 8])));
+            }
+        }
+        let [connect, passive, failed, forced, respected] = sums;
+        Counters { connect, passive, failed, forced, respected }
     }
 }
 
@@ -124,7 +187,9 @@ fn raw_rule(rule: &Rule) -> RawRule {
 }
 
 impl RawConfig {
-    pub(crate) fn encode(config: &Config) -> RawConfig {
+    /// The entry for `config`, attached as `kind`, as attachment `owner`
+    /// (nonzero: a zero owner means "no configuration" to the programs).
+    pub(crate) fn encode(config: &Config, kind: Kind, owner: u64) -> RawConfig {
         let mut rules = [RawRule::default(); MAX_RULES];
         for (slot, rule) in rules.iter_mut().zip(config.rules.as_slice()) {
             *slot = raw_rule(rule);
@@ -136,9 +201,11 @@ impl RawConfig {
                 Policy::Respect => POLICY_RESPECT,
                 Policy::Force => POLICY_FORCE,
             },
-            reserved: 0,
+            kind: kind.raw(),
+            owner,
             profile: values(&config.profile),
             rules,
+            reserved: 0,
         }
     }
 
@@ -208,13 +275,17 @@ mod tests {
         Config::from_values(Some(profile), Some(rules), Some(policy)).unwrap()
     }
 
+    fn encode(config: &Config) -> RawConfig {
+        RawConfig::encode(config, Kind::Attach, 1)
+    }
+
     #[test]
     fn layout_matches_the_c_struct() {
-        // 4 header words + 5 profile words + 32 rules of 15 words; the C
-        // source asserts the same sizes.
+        // 4 header words + the 64-bit owner + 5 profile words + 32 rules of
+        // 15 words + 1 reserved word; the C source asserts the same sizes.
         assert_eq!(size_of::<RawValues>(), 20);
         assert_eq!(size_of::<RawRule>(), 60);
-        assert_eq!(size_of::<RawConfig>(), 1956);
+        assert_eq!(size_of::<RawConfig>(), 1968);
     }
 
     #[test]
@@ -223,14 +294,14 @@ mod tests {
                      [::1]=1/1/1,0.0.0.0/0:80=5/5/5";
         for policy in ["respect", "force"] {
             let original = config("300/30/5/auto", rules, policy);
-            let raw = RawConfig::encode(&original);
+            let raw = RawConfig::encode(&original, Kind::Run, 7);
             assert_eq!(raw.decode().unwrap(), original);
         }
     }
 
     #[test]
     fn encodes_networks_in_network_order() {
-        let raw = RawConfig::encode(&config("recommended", "10.1.0.0/16:5432=firewall", "respect"));
+        let raw = encode(&config("recommended", "10.1.0.0/16:5432=firewall", "respect"));
         let rule = raw.rules[0];
         assert_eq!(rule.family, FAMILY_V4);
         assert_eq!(rule.port, 5432);
@@ -240,7 +311,7 @@ mod tests {
             rule.values,
             RawValues { idle_secs: 60, interval_secs: 10, count: 6, ..Default::default() }
         );
-        let raw = RawConfig::encode(&config("recommended", "[2001:db8::]/33=ssh", "respect"));
+        let raw = encode(&config("recommended", "[2001:db8::]/33=ssh", "respect"));
         let rule = raw.rules[0];
         assert_eq!(rule.family, FAMILY_V6);
         assert_eq!(rule.addr[0].to_ne_bytes(), [0x20, 0x01, 0x0d, 0xb8]);
@@ -252,18 +323,38 @@ mod tests {
 
     #[test]
     fn user_timeout_is_flagged() {
-        let raw = RawConfig::encode(&config("2/1/3/4500", "", "respect"));
+        let raw = encode(&config("2/1/3/4500", "", "respect"));
         assert_eq!(raw.profile.flags, HAS_USER_TIMEOUT);
         assert_eq!(raw.profile.user_timeout_ms, 4500);
-        let raw = RawConfig::encode(&config("2/1/3/0", "", "respect"));
+        let raw = encode(&config("2/1/3/0", "", "respect"));
         assert_eq!((raw.profile.flags, raw.profile.user_timeout_ms), (HAS_USER_TIMEOUT, 0));
-        let raw = RawConfig::encode(&config("2/1/3", "", "respect"));
+        let raw = encode(&config("2/1/3", "", "respect"));
         assert_eq!(raw.profile.flags, 0);
     }
 
     #[test]
+    fn bytes_round_trip_with_kind_and_owner() {
+        let raw = RawConfig::encode(&config("7/3/4", ":22=ssh", "force"), Kind::Pinned, u64::MAX - 1);
+        let back = RawConfig::from_bytes(raw.as_bytes()).unwrap();
+        assert_eq!(back, raw);
+        assert_eq!((back.kind(), back.owner()), (Some(Kind::Pinned), u64::MAX - 1));
+        assert!(RawConfig::from_bytes(&raw.as_bytes()[1..]).is_none());
+        // A zeroed entry (attached, not yet written) is nobody's.
+        let empty = RawConfig::from_bytes(&[0; size_of::<RawConfig>()]).unwrap();
+        assert_eq!((empty.kind(), empty.owner()), (None, 0));
+    }
+
+    #[test]
+    fn sums_counters_over_cpus() {
+        let words: Vec<u64> = vec![1, 2, 3, 4, 5, 10, 20, 30, 40, 50];
+        let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+        let counters = Counters::from_per_cpu(&bytes);
+        assert_eq!(counters, Counters { connect: 11, passive: 22, failed: 33, forced: 44, respected: 55 });
+    }
+
+    #[test]
     fn refuses_a_foreign_version() {
-        let mut raw = RawConfig::encode(&Config::default());
+        let mut raw = encode(&Config::default());
         raw.version = 99;
         assert!(raw.decode().unwrap_err().contains("version 99"));
     }

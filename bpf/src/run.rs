@@ -1,46 +1,76 @@
-//! `kawrap --bpf -- CMD`: run one command in a transient scope, pass on
-//! the signals meant for it, clean up after it.
+//! `kawrap --bpf -- CMD`: run one command in a transient scope, as if
+//! kawrap had become it (which the LD_PRELOAD mode does, with exec):
+//!
+//! - signals sent to kawrap reach the command, whose dispositions are the
+//!   ones kawrap was started with: what was ignored (`nohup`, a shell's
+//!   background job) is still ignored by the command, and what it then
+//!   receives is up to it, exactly as if it had been sent to the command;
+//! - a signal that arrives while the scope is being set up waits (blocked)
+//!   and is passed on once the command runs;
+//! - when the command is killed by a signal, kawrap cleans up and then dies
+//!   by the same signal ([`die_by_signal`]), so that a calling shell sees
+//!   what it would have seen without kawrap (a Ctrl-C stops its loop).
+use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use kawrap_core::Config;
 
 use crate::error::Error;
+use crate::host::Host;
 use crate::scope::{Cleanup, Scope};
 
-/// Signals kawrap passes on to the command: those a service manager or a
-/// person uses to stop or reload "the program", which is the command.
-const FORWARDED: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
-
 /// The child to forward to; 0 while none runs. A process runs one command
-/// at a time through [`run`], so one slot is enough.
+/// at a time through [`Host::run`], so one slot is enough.
 static CHILD: AtomicI32 = AtomicI32::new(0);
-/// A signal that arrived before the command was started, delivered to it
-/// right after.
-static PENDING: AtomicI32 = AtomicI32::new(0);
 
-/// How a [`run`] ended.
+/// How a [`Host::run`] ended.
 #[derive(Debug)]
 pub struct RunOutcome {
     /// The command's exit status (code, or the signal that killed it).
     pub status: ExitStatus,
     /// What closing the scope found.
     pub cleanup: Cleanup,
-    /// The transient cgroup the command ran in (removed by now).
-    pub cgroup: std::path::PathBuf,
+    /// The transient cgroup the command ran in (removed by now, unless
+    /// [`Cleanup::still_running`]).
+    pub cgroup: String,
+}
+
+/// The signals passed on to the command: every asynchronous one a person
+/// or a service manager may send "the program" — those that terminate by
+/// default, the window-size change, and the real-time signals. Not the
+/// faults (kawrap's own), SIGCHLD, SIGPIPE (Rust ignores it before main, so
+/// the shell's disposition is unknown), nor the job-control signals, which
+/// would stop or continue the command behind the back of the shell that
+/// controls kawrap.
+fn forwarded() -> Vec<libc::c_int> {
+    let mut signals = vec![
+        libc::SIGHUP,
+        libc::SIGINT,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+        libc::SIGALRM,
+        libc::SIGTERM,
+        libc::SIGVTALRM,
+        libc::SIGPROF,
+        libc::SIGWINCH,
+        libc::SIGIO,
+        libc::SIGPWR,
+    ];
+    signals.extend(libc::SIGRTMIN()..=libc::SIGRTMAX());
+    signals
 }
 
 extern "C" fn forward(signal: libc::c_int, info: *mut libc::siginfo_t, _context: *mut libc::c_void) {
-    // A terminal's Ctrl-C or hang-up (si_code SI_KERNEL) already reaches
-    // the whole foreground process group, command included: passing it on
-    // would deliver it twice. Signals sent to kawrap itself (kill, a service
-    // manager) are meant for the command.
+    // A terminal's Ctrl-C, hang-up or resize (si_code SI_KERNEL) already
+    // reaches the whole foreground process group, command included:
+    // passing it on would deliver it twice. Signals sent to kawrap itself
+    // (kill, a service manager) are meant for the command.
     // SAFETY: the kernel hands a valid siginfo to an SA_SIGINFO handler.
     let from_kernel = !info.is_null() && unsafe { (*info).si_code } == libc::SI_KERNEL;
     let pid = CHILD.load(Ordering::SeqCst);
-    if pid == 0 {
-        PENDING.store(signal, Ordering::SeqCst);
-    } else if pid > 0 && !from_kernel {
+    if pid > 0 && !from_kernel {
         // SAFETY: kill is async-signal-safe; errno is saved and restored
         // so the interrupted code sees its own.
         unsafe {
@@ -51,66 +81,148 @@ extern "C" fn forward(signal: libc::c_int, info: *mut libc::siginfo_t, _context:
     }
 }
 
-/// Installs the forwarding handlers; restores the previous ones on drop.
+fn signal_set(signals: &[libc::c_int]) -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset initialise and fill the set we own.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for &signal in signals {
+            libc::sigaddset(&mut set, signal);
+        }
+        set
+    }
+}
+
+/// The forwarded signals: blocked while the scope is set up, then handled
+/// by [`forward`] while the command runs; everything as it was on drop.
 struct Forwarding {
+    signals: Vec<libc::c_int>,
+    old_mask: libc::sigset_t,
     previous: Vec<(libc::c_int, libc::sigaction)>,
+    /// Those kawrap was started with ignored.
+    ignored: Vec<libc::c_int>,
 }
 
 impl Forwarding {
-    fn install() -> Forwarding {
-        let mut previous = Vec::new();
-        for signal in FORWARDED {
+    /// Blocks the forwarded signals: one that arrives from now on waits.
+    fn block() -> Forwarding {
+        let signals = forwarded();
+        let set = signal_set(&signals);
+        // SAFETY: a zeroed sigset_t is a valid out value; sigprocmask only
+        // reads `set` and writes `old_mask`.
+        let mut old_mask: libc::sigset_t = unsafe { std::mem::zeroed() };
+        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old_mask) };
+        Forwarding { signals, old_mask, previous: Vec::new(), ignored: Vec::new() }
+    }
+
+    /// Installs [`forward`] for every forwarded signal, remembering which
+    /// were ignored.
+    fn install(&mut self) {
+        for &signal in &self.signals {
             // SAFETY: a zeroed sigaction is a valid starting point; the
             // handler has the SA_SIGINFO signature; sigaction only reads
             // `action` and writes `old`, both owned here.
             unsafe {
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(signal, std::ptr::null(), &mut old) != 0 {
+                    continue;
+                }
+                if old.sa_sigaction == libc::SIG_IGN {
+                    self.ignored.push(signal);
+                }
                 let mut action: libc::sigaction = std::mem::zeroed();
                 action.sa_sigaction = forward as *const () as usize;
                 action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
                 libc::sigemptyset(&mut action.sa_mask);
-                let mut old: libc::sigaction = std::mem::zeroed();
-                if libc::sigaction(signal, &action, &mut old) == 0 {
-                    previous.push((signal, old));
+                if libc::sigaction(signal, &action, std::ptr::null_mut()) == 0 {
+                    self.previous.push((signal, old));
                 }
             }
         }
-        Forwarding { previous }
+    }
+
+    /// Makes `command` start with the signal mask and dispositions kawrap
+    /// started with: the forwarded signals unblocked again (a fork inherits
+    /// the mask, and so does exec), kawrap's handlers reset by exec to the
+    /// default, and the signals kawrap was started with ignored ignored again.
+    fn restore_in_child(&self, command: &mut Command) {
+        let ignored = self.ignored.clone();
+        let mask = self.old_mask;
+        // SAFETY: runs in the forked child before exec and only calls
+        // signal(2) and sigprocmask(2), which are async-signal-safe, on
+        // memory allocated before the fork.
+        unsafe {
+            command.pre_exec(move || {
+                for &signal in &ignored {
+                    libc::signal(signal, libc::SIG_IGN);
+                }
+                libc::pthread_sigmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut());
+                Ok(())
+            });
+        }
+    }
+
+    /// Lets the signals in: those that waited are passed on now.
+    fn unblock(&self) {
+        // SAFETY: restores the mask saved by `block`.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old_mask, std::ptr::null_mut()) };
     }
 }
 
 impl Drop for Forwarding {
     fn drop(&mut self) {
         for (signal, old) in &self.previous {
-            // SAFETY: restores the action saved by `install`.
+            // SAFETY: restores an action saved by `install`.
             unsafe { libc::sigaction(*signal, old, std::ptr::null_mut()) };
         }
+        self.unblock();
     }
 }
 
-/// Runs `command` in a new transient scope with `config`, waits for it,
-/// then detaches and removes the scope. SIGINT, SIGTERM and SIGHUP sent to
-/// this process are passed on to the command.
-///
-/// The caller maps the status to its own exit code (128 + signal when the
-/// command was killed) and may warn about [`Cleanup::moved_out`].
-pub fn run(config: &Config, command: &mut Command) -> Result<RunOutcome, Error> {
-    let scope = Scope::create(config)?;
-    PENDING.store(0, Ordering::SeqCst);
-    // Handlers first: a signal between spawn and install would be lost.
-    let forwarding = Forwarding::install();
-    let mut child = scope.spawn(command)?;
-    CHILD.store(child.id() as i32, Ordering::SeqCst);
-    let pending = PENDING.swap(0, Ordering::SeqCst);
-    if pending != 0 {
-        // SAFETY: kill has no memory preconditions; the child is ours and
-        // not yet reaped, so the pid is still its own.
-        unsafe { libc::kill(child.id() as i32, pending) };
+impl Host {
+    /// Runs `command` in a new transient scope with `config`, waits for it,
+    /// then removes the scope (see [`Scope::close`]). `ready` is called
+    /// once the scope exists, before the command starts.
+    ///
+    /// The caller maps the status to its own exit code, or calls
+    /// [`die_by_signal`] when the command was killed by one.
+    pub fn run(
+        &self,
+        config: &Config,
+        command: &mut Command,
+        ready: impl FnOnce(&Scope<'_>),
+    ) -> Result<RunOutcome, Error> {
+        let mut forwarding = Forwarding::block();
+        let scope = self.scope(config)?;
+        ready(&scope);
+        forwarding.install();
+        forwarding.restore_in_child(command);
+        let mut child = scope.spawn(command)?;
+        CHILD.store(child.id() as i32, Ordering::SeqCst);
+        forwarding.unblock();
+        let waited = child.wait();
+        CHILD.store(0, Ordering::SeqCst);
+        drop(forwarding);
+        let status = waited.map_err(|e| Error::io("wait for the command", e))?;
+        let cgroup = scope.display();
+        let cleanup = scope.close();
+        Ok(RunOutcome { status, cleanup, cgroup })
     }
-    let waited = child.wait();
-    CHILD.store(0, Ordering::SeqCst);
-    drop(forwarding);
-    let status = waited.map_err(|e| Error::io("wait for the command", e))?;
-    let cgroup = scope.path().to_path_buf();
-    let cleanup = scope.close()?;
-    Ok(RunOutcome { status, cleanup, cgroup })
+}
+
+/// Ends this process by `signal`, as the command it ran ended: with its
+/// default action, whatever kawrap's disposition was, and without a core
+/// dump of kawrap itself. Returns only if the signal does not terminate
+/// (the caller then exits with 128 + signal).
+pub fn die_by_signal(signal: libc::c_int) {
+    let no_core = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let set = signal_set(&[signal]);
+    // SAFETY: plain system calls on values we own; after raise the process
+    // is normally gone.
+    unsafe {
+        libc::setrlimit(libc::RLIMIT_CORE, &no_core);
+        libc::signal(signal, libc::SIG_DFL);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
+        libc::raise(signal);
+    }
 }

@@ -1,10 +1,16 @@
 //! A transient cgroup with kawrap's programs attached: the `kawrap --bpf`
 //! mode. Everything started in it, and everything those processes fork,
 //! gets the profile, whatever its libc, linking or privileges.
+//!
+//! The programs are attached to the cgroup itself (BPF_PROG_ATTACH, not a
+//! link held by kawrap), so the attachment lives exactly as long as the
+//! cgroup: a killed kawrap leaves its command covered, and a command's
+//! descendants that outlive it stay covered. Whoever removes the empty
+//! cgroup detaches the programs with it: kawrap when the command ends, or
+//! the next kawrap for what a launcher left (see registry.rs).
 use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -15,66 +21,135 @@ use kawrap_core::Config;
 
 use crate::error::Error;
 use crate::fs as kfs;
-use crate::maps::Counters;
-use crate::program::{Links, Loaded};
+use crate::host::Host;
+use crate::maps::{Counters, Kind, RawConfig};
+use crate::neighbours;
+use crate::pins::Origin;
+use crate::program::Programs;
+use crate::registry::Entry;
 use crate::sys;
 
-/// Distinguishes several scopes of one process (tests create many).
+/// Distinguishes several scopes of one process (tests create many), and
+/// the names tried after one that is taken.
 static NEXT_SCOPE: AtomicU32 = AtomicU32::new(0);
 
+/// How long a cgroup whose last process has just exited may take to
+/// become removable.
+const SETTLE: Duration = Duration::from_millis(200);
+
 /// A cgroup v2 child of kawrap's own cgroup (or of a cgroup given to
-/// [`Scope::create_under`]), with the programs attached.
+/// [`Host::scope_under`]), with the programs attached.
 ///
 /// Processes join it through [`Scope::spawn`]; kawrap itself stays
 /// outside, so its own sockets are untouched and the directory can be
 /// removed once the command is done. Dropping the scope closes it.
-pub struct Scope {
+pub struct Scope<'h> {
+    host: &'h Host,
     dir: PathBuf,
-    parent: PathBuf,
-    loaded: Option<(Loaded, Links)>,
+    cgroup_id: u64,
+    programs: Programs,
+    origin: Origin,
+    /// The registry entry, held until the scope is gone.
+    entry: Option<Entry>,
+    closed: bool,
 }
 
 /// What [`Scope::close`] found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Cleanup {
-    /// Processes still in the scope when it closed (the command's
-    /// daemonised descendants). They were moved to kawrap's own cgroup and
-    /// keep running; their existing sockets keep their settings, new ones
-    /// get none.
-    pub moved_out: Vec<libc::pid_t>,
+    /// Processes still in the scope (the command's daemonised descendants):
+    /// they keep running in it, covered, and the next kawrap removes the
+    /// cgroup once they have exited.
+    pub still_running: Vec<libc::pid_t>,
+    /// Why the cgroup could not be removed, other than processes in it
+    /// (the next kawrap tries again).
+    pub not_removed: Option<String>,
     /// Sockets the scope configured, by kind.
     pub counters: Counters,
 }
 
-impl Scope {
-    /// Creates the cgroup next to kawrap's own (same resource limits) and
-    /// attaches the programs with `config`.
-    pub fn create(config: &Config) -> Result<Scope, Error> {
-        let root = kfs::cgroup2_root()?;
-        let parent = kfs::own_cgroup(&root)?;
-        Scope::create_under(&parent, config)
+impl Host {
+    /// Creates a scope next to kawrap's own cgroup (same resource limits)
+    /// and attaches the programs with `config`.
+    pub fn scope(&self, config: &Config) -> Result<Scope<'_>, Error> {
+        let parent = self.cgroup2.own_cgroup()?;
+        self.scope_under(&parent, config)
     }
 
     /// Creates the scope as a child of the cgroup v2 directory `parent`
-    /// (a service's cgroup, say) instead of kawrap's own. Processes left
-    /// when it closes move to `parent`.
-    pub fn create_under(parent: &Path, config: &Config) -> Result<Scope, Error> {
+    /// (a service's cgroup, say) instead of kawrap's own.
+    pub fn scope_under(&self, parent: &Path, config: &Config) -> Result<Scope<'_>, Error> {
         kfs::check_cgroup2_dir(parent)?;
-        let parent = parent.to_path_buf();
-        let name = format!("kawrap-{}-{}", std::process::id(), NEXT_SCOPE.fetch_add(1, Ordering::Relaxed));
-        let dir = parent.join(name);
-        fs::create_dir(&dir).map_err(|e| Error::io(format!("create cgroup {}", dir.display()), e))?;
+        neighbours::check(self.cgroup2.root(), parent, |dir| self.display(dir))?;
+        let (programs, origin) = self.programs()?;
+        let relative_parent = self.cgroup2.relative(parent).unwrap_or(parent).to_path_buf();
+        let (dir, entry) = self.create_unique(parent, &relative_parent)?;
         // From here on, Drop removes the directory whatever fails next.
-        let mut scope = Scope { dir, parent, loaded: None };
-        let mut loaded = Loaded::load(config)?;
-        let links = loaded.attach(&scope.dir)?;
-        scope.loaded = Some((loaded, links));
+        let mut scope =
+            Scope { host: self, cgroup_id: 0, dir, programs, origin, entry: Some(entry), closed: false };
+        scope.cgroup_id = kfs::cgroup_id(&scope.dir)?;
+        let cgroup = sys::open_cgroup(&scope.dir)
+            .map_err(|e| Error::NoSuchCgroup { path: scope.dir.clone(), source: e })?;
+        scope.programs.attach(&cgroup).map_err(|e| {
+            Error::from_bpf(&format!("kawrap's programs (attach to {})", scope.dir.display()), &e)
+        })?;
+        scope.write(config)?;
         Ok(scope)
     }
 
+    /// A new cgroup `kawrap-<pid>-<n>` under `parent`, listed in the
+    /// registry: the first name that is free both there and in the
+    /// registry (a launcher in another pid namespace, or before the pid
+    /// wrapped around, may have had this pid).
+    fn create_unique(&self, parent: &Path, relative_parent: &Path) -> Result<(PathBuf, Entry), Error> {
+        for _ in 0..1000 {
+            let name =
+                format!("kawrap-{}-{}", std::process::id(), NEXT_SCOPE.fetch_add(1, Ordering::Relaxed));
+            let registry =
+                |e| Error::io(format!("record the transient cgroup {name} in /run/kawrap/scopes"), e);
+            let Some(entry) = self.registry.claim(&name, &relative_parent.join(&name)).map_err(registry)?
+            else {
+                continue;
+            };
+            let dir = parent.join(&name);
+            match fs::create_dir(&dir) {
+                Ok(()) => return Ok((dir, entry)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => entry.remove(),
+                Err(e) => {
+                    entry.remove();
+                    return Err(Error::io(format!("create cgroup {}", dir.display()), e));
+                }
+            }
+        }
+        Err(Error::io(
+            format!("create a cgroup under {}", parent.display()),
+            io::Error::new(io::ErrorKind::AlreadyExists, "1000 names taken"),
+        ))
+    }
+}
+
+impl Scope<'_> {
     /// The cgroup directory.
     pub fn path(&self) -> &Path {
         &self.dir
+    }
+
+    /// The cgroup directory for a person.
+    pub fn display(&self) -> String {
+        self.host.display(&self.dir)
+    }
+
+    /// Where its programs came from: reused or loaded now.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    fn write(&self, config: &Config) -> Result<(), Error> {
+        let raw = RawConfig::encode(config, Kind::Run, self.cgroup_id);
+        self.programs
+            .maps
+            .write(self.cgroup_id, &raw)
+            .map_err(|e| Error::io(format!("write the configuration of {}", self.dir.display()), e))
     }
 
     /// Starts `command` inside the scope: the child moves itself into the
@@ -108,63 +183,57 @@ impl Scope {
 
     /// Changes the profile, rules or policy for connections made from now on.
     pub fn update(&mut self, config: &Config) -> Result<(), Error> {
-        match &mut self.loaded {
-            Some((loaded, _)) => loaded.update(config),
-            None => Ok(()),
-        }
+        self.write(config)
     }
 
     /// Sockets configured so far.
     pub fn counters(&self) -> Counters {
-        self.loaded.as_ref().map(|(loaded, _)| loaded.counters()).unwrap_or_default()
+        self.programs.maps.counters(self.cgroup_id)
     }
 
-    /// Detaches the programs, moves any remaining process out and removes
-    /// the cgroup directory.
-    pub fn close(mut self) -> Result<Cleanup, Error> {
+    /// Removes the cgroup (and any left below it), which detaches the
+    /// programs; if processes are still in it, leaves it to them, attached.
+    pub fn close(mut self) -> Cleanup {
         self.close_inner()
     }
 
-    fn close_inner(&mut self) -> Result<Cleanup, Error> {
+    fn close_inner(&mut self) -> Cleanup {
+        self.closed = true;
         let counters = self.counters();
-        if let Some((_, links)) = &self.loaded {
-            // Detach now rather than when the kernel gets round to freeing
-            // the closed links; closing them below would do it eventually.
-            for link in [&links.sockops, &links.setsockopt] {
-                let _ = sys::link_detach(link.as_fd());
-            }
-        }
-        self.loaded = None;
-        let mut moved_out = Vec::new();
-        if !self.dir.exists() {
-            return Ok(Cleanup { moved_out, counters });
-        }
-        let deadline = Instant::now() + Duration::from_secs(2);
+        let started = Instant::now();
         loop {
-            for pid in kfs::procs(&self.dir) {
-                // A process that exits meanwhile cannot be moved: ignore it.
-                if fs::write(self.parent.join("cgroup.procs"), pid.to_string()).is_ok()
-                    && !moved_out.contains(&pid)
-                {
-                    moved_out.push(pid);
+            let error = match kfs::remove_cgroup_tree(&self.dir) {
+                Ok(()) => {
+                    if let Some(entry) = self.entry.take() {
+                        entry.remove();
+                    }
+                    return Cleanup { counters, ..Cleanup::default() };
                 }
-            }
-            match fs::remove_dir(&self.dir) {
-                Ok(()) => return Ok(Cleanup { moved_out, counters }),
-                // A process that just exited leaves the cgroup a moment
-                // after its parent has reaped it.
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10));
+                Err(e) => e,
+            };
+            let busy = error.raw_os_error() == Some(libc::EBUSY);
+            if busy && kfs::populated(&self.dir) {
+                let mut still_running = Vec::new();
+                for dir in kfs::walk_cgroups(&self.dir) {
+                    still_running.extend(kfs::procs(&dir));
                 }
-                Err(e) => return Err(Error::io(format!("remove cgroup {}", self.dir.display()), e)),
+                return Cleanup { still_running, counters, not_removed: None };
             }
+            // A process that has just been reaped can take a moment to
+            // leave the cgroup.
+            if busy && started.elapsed() < SETTLE {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            let not_removed = Some(format!("cannot remove {}: {error}", self.display()));
+            return Cleanup { still_running: Vec::new(), counters, not_removed };
         }
     }
 }
 
-impl Drop for Scope {
+impl Drop for Scope<'_> {
     fn drop(&mut self) {
-        if self.loaded.is_some() || self.dir.exists() {
+        if !self.closed {
             let _ = self.close_inner();
         }
     }

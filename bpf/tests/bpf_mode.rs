@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use kawrap_bpf::Scope;
+use kawrap_bpf::Host;
 use kawrap_core::Config;
 use support::{Client, Options, Place, Server, keepalive_timer, local_port, options_of};
 
@@ -17,12 +17,15 @@ fn config(profile: &str, rules: &str, policy: &str) -> Config {
 }
 
 /// Nothing of kawrap's stays attached to `cgroup`, and the directory is gone.
-fn assert_gone(cgroup: &Path) {
+fn assert_gone(host: &Host, cgroup: &Path) {
     assert!(!cgroup.exists(), "{} still exists", cgroup.display());
-    let left: Vec<String> = kawrap_bpf::status()
+    let shown = host.display(cgroup);
+    let left: Vec<String> = host
+        .status()
         .expect("status")
+        .attachments
         .iter()
-        .filter(|a| a.cgroup.as_deref() == Some(cgroup))
+        .filter(|a| a.cgroup == shown)
         .map(ToString::to_string)
         .collect();
     assert!(left.is_empty(), "still attached: {left:?}");
@@ -44,8 +47,9 @@ fn static_raw_syscall_programs_get_the_profile_only_in_the_scope() {
     assert_eq!(keepalive_timer(port, server.port), None, "no keepalive timer without kawrap");
 
     // In the scope: both ends get the profile, user timeout included.
-    let scope = Scope::create(&config("7/3/4/4500", "", "respect")).expect("create scope");
-    let server = &mut Server::start(Place::Scope(&scope), "127.0.0.1");
+    let host = support::host();
+    let scope = host.scope(&config("7/3/4/4500", "", "respect")).expect("create scope");
+    let mut server = Server::start(Place::Scope(&scope), "127.0.0.1");
     let client = Client::connect(Place::Scope(&scope), "127.0.0.1", server.port, &[]);
     let accepted = server.accepted_fd();
     let expected = Options::on(7, 3, 4, 4500);
@@ -59,11 +63,16 @@ fn static_raw_syscall_programs_get_the_profile_only_in_the_scope() {
     let counters = scope.counters();
     assert_eq!((counters.connect, counters.passive, counters.failed), (1, 1, 0), "{counters:?}");
 
+    // Both helpers still run: the scope stays, attached, until they exit.
     let path = scope.path().to_path_buf();
-    let cleanup = scope.close().expect("close scope");
-    // Both helpers are still running: closing moved them out, alive.
-    assert_eq!(cleanup.moved_out.len(), 2, "{cleanup:?}");
-    assert_gone(&path);
+    let cleanup = scope.close();
+    assert_eq!(cleanup.still_running.len(), 2, "{cleanup:?}");
+    let late = Client::connect(Place::Cgroup(&path), "127.0.0.1", server.port, &[]);
+    assert_eq!(options_of(late.pid(), late.fd), expected, "connected after the scope was closed");
+    drop((late, client, server));
+    // The next kawrap removes what is left.
+    drop(support::host());
+    assert_gone(&host, &path);
 }
 
 #[test]
@@ -73,7 +82,8 @@ fn rules_match_first_wins_by_port_network_and_mapped_ipv4() {
     }
     // Servers first, so the rules can name their ports; the rules are
     // then loaded into the running scope, which is also the live update.
-    let scope = &mut Scope::create(&config("60/10/6", "", "respect")).expect("create scope");
+    let host = support::host();
+    let scope = &mut host.scope(&config("60/10/6", "", "respect")).expect("create scope");
     const RULED: usize = 0;
     const UNRULED: usize = 1;
     const BY_NETWORK: usize = 2;
@@ -121,7 +131,8 @@ fn ipv6_prefixes_and_address_families_match_as_in_core() {
     if support::skip() {
         return;
     }
-    let scope = &mut Scope::create(&config("60/10/6", "", "respect")).expect("create scope");
+    let host = support::host();
+    let scope = &mut host.scope(&config("60/10/6", "", "respect")).expect("create scope");
     // Dual-stack listeners (`::`), so one port takes IPv4, IPv6 and mapped.
     let mut a = Server::start(Place::Scope(scope), "::");
     let mut b = Server::start(Place::Scope(scope), "::");
@@ -169,7 +180,8 @@ fn respect_keeps_the_programs_own_options_and_force_replaces_them() {
     let own = ["idle=100", "after:intvl=20", "after:keepalive=0"];
     let listener_own = ["cnt=8"];
 
-    let scope = Scope::create(&config("7/3/4", "", "respect")).expect("create scope");
+    let host = support::host();
+    let scope = host.scope(&config("7/3/4", "", "respect")).expect("create scope");
     let server = &mut Server::start_with(Place::Scope(&scope), "127.0.0.1", &listener_own);
     let client = Client::connect(Place::Scope(&scope), "127.0.0.1", server.port, &own);
     let accepted = server.accepted_fd();
@@ -181,10 +193,10 @@ fn respect_keeps_the_programs_own_options_and_force_replaces_them() {
         "respect, inherited from listener"
     );
     assert_eq!(scope.counters().respected, 4);
-    drop(client);
-    scope.close().expect("close");
+    drop((client, server));
+    scope.close();
 
-    let scope = Scope::create(&config("7/3/4", "", "force")).expect("create scope");
+    let scope = host.scope(&config("7/3/4", "", "force")).expect("create scope");
     let server = &mut Server::start_with(Place::Scope(&scope), "127.0.0.1", &listener_own);
     let client = Client::connect(Place::Scope(&scope), "127.0.0.1", server.port, &own);
     let accepted = server.accepted_fd();
@@ -235,11 +247,14 @@ fn dead_peer_is_detected_in_five_seconds_through_kawrap_run() {
         client = helpers.client.display(),
         dir = dir.display(),
     );
-    let outcome = kawrap_bpf::run(
-        &config("2/1/3", "", "respect"),
-        Command::new("unshare").args(["-n", "sh", "-c", &script]),
-    )
-    .expect("kawrap run");
+    let host = support::host();
+    let outcome = host
+        .run(
+            &config("2/1/3", "", "respect"),
+            Command::new("unshare").args(["-n", "sh", "-c", &script]),
+            |_| {},
+        )
+        .expect("kawrap run");
     assert!(outcome.status.success(), "script failed: {:?}", outcome.status);
     let report = std::fs::read_to_string(dir.join("client.out")).expect("client output");
     let line = report.lines().find(|l| l.starts_with("read ")).expect("client reported its read");
@@ -252,8 +267,8 @@ fn dead_peer_is_detected_in_five_seconds_through_kawrap_run() {
     let ms = field("ms=");
     assert!((3500..=6500).contains(&ms), "dead peer detected after {ms} ms, expected 5000 ± 1500");
     assert_eq!((outcome.cleanup.counters.connect, outcome.cleanup.counters.passive), (1, 1));
-    assert!(outcome.cleanup.moved_out.is_empty(), "{:?}", outcome.cleanup);
-    assert_gone(&outcome.cgroup);
+    assert!(outcome.cleanup.still_running.is_empty(), "{:?}", outcome.cleanup);
+    assert_gone(&host, Path::new(&outcome.cgroup));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -261,4 +276,91 @@ fn tempdir() -> std::path::PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("kawrap-bpf-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
+}
+
+/// Issue 13, item 7: a setsockopt the kernel refuses (out of range) is not
+/// the program's choice: the socket gets the profile, as under the shim,
+/// and the call fails with EINVAL as it would without kawrap. Failed
+/// before: respect kept the kernel's defaults for those options (7200/30/9)
+/// and force turned the refused call into a successful one.
+#[test]
+fn values_the_kernel_refuses_are_not_the_programs_choice() {
+    if support::skip() {
+        return;
+    }
+    // ka_client checks that each of these calls fails with EINVAL.
+    let refused =
+        ["rejected:idle=0", "rejected:idle=40000", "rejected:intvl=0", "rejected:cnt=500", "rejected:ut=-1"];
+    let host = support::host();
+    for policy in ["respect", "force"] {
+        let scope = host.scope(&config("300/30/5", "", policy)).expect("create scope");
+        let mut server = Server::start(Place::Outside, "127.0.0.1");
+        let client = Client::connect(Place::Scope(&scope), "127.0.0.1", server.port, &refused);
+        server.accepted_fd();
+        assert_eq!(options_of(client.pid(), client.fd), Options::on(300, 30, 5, 0), "{policy}");
+        assert_eq!((scope.counters().respected, scope.counters().forced), (0, 0), "{policy}");
+        // The edges of the ranges are the program's.
+        let edges = ["idle=32767", "intvl=1", "cnt=127"];
+        let client = Client::connect(Place::Scope(&scope), "127.0.0.1", server.port, &edges);
+        server.accepted_fd();
+        let expected =
+            if policy == "respect" { Options::on(32767, 1, 127, 0) } else { Options::on(300, 30, 5, 0) };
+        assert_eq!(options_of(client.pid(), client.fd), expected, "{policy}");
+    }
+}
+
+/// Issue 13, item 8: a socket whose connect failed and that connects again
+/// elsewhere gets the rule of its new destination. Failed before: it kept
+/// the first destination's.
+#[test]
+fn a_socket_that_connects_again_gets_the_rule_of_its_new_destination() {
+    if support::skip() {
+        return;
+    }
+    let nothing_there = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let refused_port = nothing_there.local_addr().expect("address").port();
+    drop(nothing_there);
+    let host = support::host();
+    let scope = host.scope(&config("7/3/4", &format!(":{refused_port}=2/1/3"), "respect")).expect("scope");
+    let mut server = Server::start(Place::Outside, "127.0.0.1");
+    let retried = format!("refused:{refused_port}");
+    let client = Client::connect(Place::Scope(&scope), "127.0.0.1", server.port, &[&retried]);
+    server.accepted_fd();
+    assert_eq!(options_of(client.pid(), client.fd), Options::on(7, 3, 4, 0), "the second destination's");
+    assert_eq!(scope.counters().connect, 2, "both connects configured");
+}
+
+/// Issue 13, item 6: nested attachments — the innermost scope decides in
+/// every hook, its policy included, whether the outer one is the same copy
+/// of the programs (`attach`) or another (a copy pinned for systemd).
+/// Failed before: an outer `force` rewrote the program's own TCP_KEEPIDLE
+/// inside an inner `respect` scope (9/3/4 instead of 15/3/4).
+#[test]
+fn the_innermost_kawrap_decides_in_nested_cgroups_policy_included() {
+    if support::skip() || kawrap_integration::skip_unless(support::have_bpftool(), "needs bpftool") {
+        return;
+    }
+    let pins = support::PrivatePins::new("nested");
+    let mut host = pins.host();
+    let (_, pinned) = host.pin("kawrap-test-nested", &config("9/9/9", "", "force")).expect("pin");
+    for outer_kind in ["attach", "pinned copy"] {
+        let outer = support::TestCgroup::create("nested");
+        if outer_kind == "attach" {
+            host.attach(&outer.0, &config("9/9/9", "", "force")).expect("attach");
+        } else {
+            support::attach_like_systemd(&outer.0, &pinned);
+        }
+        let scope = host.scope_under(&outer.0, &config("7/3/4", "", "respect")).expect("nested scope");
+        let mut server = Server::start(Place::Scope(&scope), "127.0.0.1");
+        let inner = Client::connect(Place::Scope(&scope), "127.0.0.1", server.port, &["idle=15"]);
+        let inner_accepted = server.accepted_fd();
+        let outside = Client::connect(Place::Cgroup(&outer.0), "127.0.0.1", server.port, &["idle=15"]);
+        server.accepted_fd();
+        let why = |what: &str| format!("{what}, outer {outer_kind}");
+        assert_eq!(options_of(inner.pid(), inner.fd), Options::on(15, 3, 4, 0), "{}", why("inner respect"));
+        assert_eq!(options_of(server.pid(), inner_accepted), Options::on(7, 3, 4, 0), "{}", why("accepted"));
+        assert_eq!(options_of(outside.pid(), outside.fd), Options::on(9, 9, 9, 0), "{}", why("outer force"));
+        drop((inner, outside, server));
+        scope.close();
+    }
 }

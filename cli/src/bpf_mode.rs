@@ -1,5 +1,5 @@
-//! The eBPF mode's common ground, under `kawrap --bpf -- COMMAND` (here)
-//! and `kawrap bpf attach|detach|status` (commands/bpf.rs).
+//! The eBPF mode's common ground, under `kawrap --bpf -- COMMAND`
+//! (commands/run.rs) and `kawrap bpf …` (commands/bpf.rs).
 //!
 //! For what LD_PRELOAD can never reach (Go and static programs, raw
 //! syscalls, setuid programs, sudo): a cgroup v2 sock_ops program from the
@@ -13,24 +13,60 @@ use kawrap_core::Config;
 
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
+
+/// The machine as the eBPF mode sees it; opening it also removes the
+/// transient cgroups that earlier `kawrap --bpf` runs left and no process
+/// uses any more.
 #[cfg(feature = "bpf")]
-use crate::program::exec_error;
+pub fn host() -> Result<kawrap_bpf::Host, Error> {
+    kawrap_bpf::Host::open().map_err(refused)
+}
 
 /// `kawrap --bpf … -- COMMAND`: runs the found `program` (named `name` by
-/// the user) in a transient cgroup and returns its exit status.
+/// the user) in a transient cgroup, as if kawrap had become it: its exit
+/// status, or, when it is killed by a signal, kawrap dies by the same
+/// signal once the cgroup is cleaned up.
+///
+/// The command's environment loses the shim (see
+/// [`crate::env_plan::without_shim`]): the kernel applies `config`, and an
+/// exported LD_PRELOAD of libkawrap.so or KAWRAP_* must not override it.
 #[cfg(feature = "bpf")]
 pub fn launch(
     config: &Config,
     name: &OsString,
     program: &Path,
     args: &[OsString],
+    verbose: bool,
 ) -> Result<ExitCode, Error> {
     use std::os::unix::process::{CommandExt, ExitStatusExt};
     use std::process::Command;
 
+    use crate::env_plan::without_shim;
+    use crate::output::describe_config;
+    use crate::program::exec_error;
+
     let mut command = Command::new(program);
     command.arg0(name).args(args);
-    let outcome = match kawrap_bpf::run(config, &mut command) {
+    let (set, unset) = without_shim();
+    for (var, value) in set {
+        command.env(var, value);
+    }
+    for var in unset {
+        command.env_remove(var);
+    }
+    let host = host()?;
+    let announce = |scope: &kawrap_bpf::Scope<'_>| {
+        if verbose {
+            eprintln!(
+                "kawrap: {}; eBPF mode: cgroup {}, programs {}; running {}",
+                describe_config(config),
+                scope.display(),
+                describe_origin(scope.origin()),
+                program.display()
+            );
+        }
+    };
+    let outcome = match host.run(config, &mut command, announce) {
         Ok(outcome) => outcome,
         // The program was found and is executable (find_command): a
         // failure now is the exec's own, told as for the LD_PRELOAD mode.
@@ -40,13 +76,17 @@ pub fn launch(
         Err(error) => return Err(refused(error)),
     };
     let cleanup = &outcome.cleanup;
-    if !cleanup.moved_out.is_empty() {
+    if verbose && !cleanup.still_running.is_empty() {
         eprintln!(
-            "kawrap: {} process(es) the command left running ({:?}) were moved out of kawrap's cgroup: \
-             their existing connections keep the profile, new ones do not",
-            cleanup.moved_out.len(),
-            cleanup.moved_out
+            "kawrap: {} process(es) the command started still run ({:?}), covered, in {}; a later \
+             kawrap removes the cgroup once they have exited",
+            cleanup.still_running.len(),
+            cleanup.still_running,
+            outcome.cgroup
         );
+    }
+    if let Some(why) = &cleanup.not_removed {
+        eprintln!("kawrap: {why}; a later kawrap tries again");
     }
     if cleanup.counters.failed > 0 {
         eprintln!(
@@ -54,21 +94,39 @@ pub fn launch(
             cleanup.counters.failed
         );
     }
-    // As a shell reports it: the code, or 128 + the signal that killed it.
     let status = outcome.status;
-    let code = match (status.code(), status.signal()) {
-        (Some(code), _) => code as u8,
-        (None, Some(signal)) => 128u8.wrapping_add(signal as u8),
-        (None, None) => return Ok(ExitCode::KawrapError),
-    };
-    Ok(ExitCode::Program(code))
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Ok(ExitCode::Program(code as u8)),
+        (None, Some(signal)) => {
+            kawrap_bpf::die_by_signal(signal);
+            // A signal whose default is not to terminate: as a shell says it.
+            Ok(ExitCode::Program(128u8.wrapping_add(signal as u8)))
+        }
+        (None, None) => Ok(ExitCode::KawrapError),
+    }
 }
 
-/// `kawrap --bpf … -- COMMAND`: runs the found `program` (named `name` by
-/// the user) in a transient cgroup and returns its exit status.
+/// `kawrap --bpf … -- COMMAND` in a kawrap built without the eBPF mode.
 #[cfg(not(feature = "bpf"))]
-pub fn launch(_: &Config, _: &OsString, _: &Path, _: &[OsString]) -> Result<ExitCode, Error> {
+pub fn launch(_: &Config, _: &OsString, _: &Path, _: &[OsString], _: bool) -> Result<ExitCode, Error> {
     Err(not_built())
+}
+
+/// `reused from /sys/fs/bpf/kawrap/programs/…`, or `loaded and verified in 42 ms, kept in …`.
+#[cfg(feature = "bpf")]
+pub fn describe_origin(origin: &kawrap_bpf::Origin) -> String {
+    match origin {
+        kawrap_bpf::Origin::Reused(dir) => format!("reused from {}", dir.display()),
+        kawrap_bpf::Origin::Loaded { took, kept } => {
+            let ms = took.as_millis();
+            match kept {
+                Ok(dir) => {
+                    format!("loaded and verified in {ms} ms, pinned in {} for the next run", dir.display())
+                }
+                Err(why) => format!("loaded and verified in {ms} ms, not kept for reuse ({why})"),
+            }
+        }
+    }
 }
 
 /// What kawrap-bpf refused (no privilege, no cgroup v2, …), for a person.

@@ -1,7 +1,8 @@
 //! Settings → environment: the options checked with kawrap-core exactly as
 //! the shim will read them, and every variable a program run under kawrap
 //! gets. `kawrap COMMAND` sets them, `kawrap env` prints them, `kawrap bpf
-//! attach` and `--bpf` take the checked configuration alone.
+//! attach` and `--bpf` take the checked configuration alone, and `--bpf`
+//! takes the shim out of the program's environment.
 use std::env;
 use std::ffi::{CStr, OsString};
 use std::path::{Path, PathBuf};
@@ -49,6 +50,29 @@ pub fn env_plan(settings: &Settings) -> Result<EnvPlan, Error> {
     }
     unset.push(var_name(kawrap_core::env::DISABLE));
     Ok(EnvPlan { config: checked.config, lib, log, set, unset })
+}
+
+/// What `--bpf` changes in the command's environment: the kernel applies
+/// the configuration, so a shim inherited from the shell (`eval "$(kawrap
+/// env …)"`) must not apply another on top of it. libkawrap.so leaves
+/// LD_PRELOAD (other preloads stay) and every KAWRAP_* variable goes.
+/// Returns the variables to set and those to remove.
+#[cfg(feature = "bpf")]
+pub fn without_shim() -> (Vec<(&'static str, OsString)>, Vec<OsString>) {
+    use std::os::unix::ffi::OsStrExt;
+    let mut unset: Vec<OsString> =
+        env::vars_os().map(|(name, _)| name).filter(|name| name.as_bytes().starts_with(b"KAWRAP_")).collect();
+    let existing = env::var_os("LD_PRELOAD");
+    match crate::library::preload_without(None, existing.as_deref()) {
+        Some(kept) if existing.as_deref() != Some(kept.as_os_str()) => (vec![("LD_PRELOAD", kept)], unset),
+        Some(_) => (Vec::new(), unset),
+        None => {
+            if existing.is_some() {
+                unset.push("LD_PRELOAD".into());
+            }
+            (Vec::new(), unset)
+        }
+    }
 }
 
 /// One of kawrap-core's variable names as text.

@@ -23,8 +23,9 @@ pub enum ExitCode {
     /// The command was not found.
     NotFound,
     /// The program's own status, for the one mode where kawrap waits for
-    /// the program instead of becoming it (`--bpf`): its exit code, or
-    /// 128 + the signal that killed it.
+    /// the program instead of becoming it (`--bpf`): its exit code. (When a
+    /// signal killed it, kawrap dies by the same signal; 128 + the signal
+    /// only for one whose default is not to terminate.)
     Program(u8),
 }
 

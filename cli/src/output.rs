@@ -1,8 +1,10 @@
-//! Writing what kawrap prints on stdout.
+//! Writing what kawrap prints on stdout, and what -v says on stderr.
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
+
+use kawrap_core::Config;
 
 use crate::error::Error;
 
@@ -16,6 +18,29 @@ pub fn write_stdout(bytes: &[u8]) -> Result<(), Error> {
         }
         _ => Ok(()),
     }
+}
+
+/// `profile 300/30/5 (idle 300 s, every 30 s, 5 probes) notices a dead peer
+/// in 7 min 30 s; 1 rule; policy respect`: what -v says is about to be
+/// applied, in either mode.
+pub fn describe_config(config: &Config) -> String {
+    let profile = &config.profile;
+    let mut text = format!(
+        "profile {profile} (idle {} s, every {} s, {} probes) notices a dead peer in {}",
+        profile.idle_secs(),
+        profile.interval_secs(),
+        profile.count(),
+        profile.detection_time()
+    );
+    if let Some(ms) = profile.user_timeout_ms() {
+        let _ = write!(text, ", user timeout {ms} ms");
+    }
+    let rules = config.rules.as_slice().len();
+    if rules > 0 {
+        let _ = write!(text, "; {rules} rule{}", if rules == 1 { "" } else { "s" });
+    }
+    let _ = write!(text, "; policy {}", config.policy);
+    text
 }
 
 /// Left-aligned columns, two spaces apart, no trailing spaces.

@@ -1,9 +1,11 @@
 /* A TCP client that reaches the kernel only through raw system calls and
  * is linked statically: LD_PRELOAD can never touch its sockets.
  *
- * usage: ka_client ADDR PORT [OPTION=VALUE | after:OPTION=VALUE]...
+ * usage: ka_client ADDR PORT [OPTION=VALUE | after:OPTION=VALUE | refused:PORT]...
  *   OPTION: keepalive, idle, intvl, cnt, ut — the program's own setsockopt,
- *   before connect() or, with "after:", right after it.
+ *   before connect() or, with "after:", right after it (see set_option for
+ *   "rejected:"). refused:PORT — first connect the same socket to ADDR:PORT,
+ *   where nothing listens, and go on once that failed.
  * Prints "connected fd=N" once connected, then blocks in read() and, when
  * that returns, prints "read rc=R errno=E ms=T" (T: milliseconds since the
  * connection was established) and exits 0. */
@@ -27,7 +29,7 @@ static void set_options(int fd, int argc, char **argv, int after)
 	for (int i = 3; i < argc; i++) {
 		const char *arg = argv[i];
 
-		if ((strncmp(arg, "after:", 6) == 0) != after)
+		if (strncmp(arg, "refused:", 8) == 0 || (strncmp(arg, "after:", 6) == 0) != after)
 			continue;
 		set_option("ka_client", fd, after ? arg + 6 : arg);
 	}
@@ -53,6 +55,18 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	set_options(fd, argc, argv, 0);
+	for (int i = 3; i < argc; i++) {
+		struct sockaddr_storage refused;
+		socklen_t refused_len;
+
+		if (strncmp(argv[i], "refused:", 8) != 0)
+			continue;
+		fill_address("ka_client", argv[1], atoi(argv[i] + 8), &refused, &refused_len);
+		if (syscall(SYS_connect, fd, &refused, refused_len) == 0 || errno != ECONNREFUSED) {
+			fprintf(stderr, "ka_client: connect to port %s did not fail with ECONNREFUSED\n", argv[i] + 8);
+			return 1;
+		}
+	}
 	if (syscall(SYS_connect, fd, &ss, len) < 0) {
 		perror("ka_client: connect");
 		return 1;

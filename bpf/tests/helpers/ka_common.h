@@ -35,11 +35,17 @@ static int fill_address(const char *who, const char *addr, int port, struct sock
 }
 
 /* Sets OPTION=VALUE on `fd` (OPTION: keepalive, idle, intvl, cnt, ut),
- * as the program itself would. */
+ * as the program itself would. With the prefix "rejected:", the value is one
+ * the kernel refuses: the call must fail with EINVAL, and the program goes
+ * on, as a program that ignores the error would. */
 static void set_option(const char *who, int fd, const char *arg)
 {
-	int level = IPPROTO_TCP, name, value;
+	int level = IPPROTO_TCP, name, value, rejected = 0;
 
+	if (strncmp(arg, "rejected:", 9) == 0) {
+		rejected = 1;
+		arg += 9;
+	}
 	if (strncmp(arg, "keepalive=", 10) == 0)
 		level = SOL_SOCKET, name = SO_KEEPALIVE;
 	else if (strncmp(arg, "idle=", 5) == 0)
@@ -56,7 +62,13 @@ static void set_option(const char *who, int fd, const char *arg)
 	}
 	value = atoi(strchr(arg, '=') + 1);
 	if (syscall(SYS_setsockopt, fd, level, name, &value, sizeof(value)) < 0) {
+		if (rejected && errno == EINVAL)
+			return;
 		fprintf(stderr, "%s: setsockopt %s: %s\n", who, arg, strerror(errno));
+		exit(1);
+	}
+	if (rejected) {
+		fprintf(stderr, "%s: setsockopt %s succeeded, expected EINVAL\n", who, arg);
 		exit(1);
 	}
 }

@@ -10,8 +10,14 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use kawrap_bpf::Scope;
+use kawrap_bpf::{Host, Scope};
 use kawrap_integration::{is_root, skip_unless};
+
+/// The machine's cgroup v2 and kawrap's usual pins (programs pinned for
+/// reuse are shared by every run of this build, which is what they are for).
+pub fn host() -> Host {
+    Host::open().expect("open the host")
+}
 
 /// Skips (or, under CI, fails) unless the eBPF tests can run here: root,
 /// cgroup v2 support, and a C compiler that links statically.
@@ -24,6 +30,109 @@ pub fn skip() -> bool {
         return true;
     }
     skip_unless(helpers().is_ok(), helpers().as_ref().err().map_or("", String::as_str))
+}
+
+/// Where cgroup v2 is mounted on this machine.
+pub fn cgroup2_root() -> PathBuf {
+    host().cgroup2_root().to_path_buf()
+}
+
+/// A cgroup directly under the cgroup v2 root, standing for an existing
+/// one such as a systemd service's; removed on drop, with anything below it
+/// (processes in it must be gone by then).
+pub struct TestCgroup(pub PathBuf);
+
+impl TestCgroup {
+    pub fn create(label: &str) -> TestCgroup {
+        let path = cgroup2_root().join(format!("kawrap-test-{label}-{}", std::process::id()));
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        TestCgroup(path)
+    }
+
+    /// Removes and creates the cgroup again at the same path, as systemd
+    /// does when a service restarts: a new cgroup, with nothing attached.
+    pub fn recreate(&self) {
+        remove_cgroup(&self.0);
+        std::fs::create_dir(&self.0).expect("create the cgroup again");
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        remove_cgroup(&self.0);
+    }
+}
+
+/// Removes a cgroup and the cgroups below it, deepest first, waiting a
+/// moment for processes that were just killed to leave.
+pub fn remove_cgroup(dir: &Path) {
+    for _ in 0..200 {
+        let mut all = vec![dir.to_path_buf()];
+        let mut next = 0;
+        while next < all.len() {
+            let children: Vec<PathBuf> = std::fs::read_dir(&all[next])
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect();
+            all.extend(children);
+            next += 1;
+        }
+        if all.iter().rev().all(|d| std::fs::remove_dir(d).is_ok() || !d.exists()) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A directory of kawrap pins of the test's own on the BPF filesystem, so
+/// that loading, pinning and removing pins touches nothing else on the
+/// machine; removed on drop.
+pub struct PrivatePins(pub PathBuf);
+
+impl PrivatePins {
+    pub fn new(label: &str) -> PrivatePins {
+        let root = host().pin_dir().map(|dir| dir.parent().expect("under a bpffs").to_path_buf());
+        let bpffs = root.unwrap_or_else(|| PathBuf::from("/sys/fs/bpf"));
+        PrivatePins(bpffs.join(format!("kawrap-test-{label}-{}", std::process::id())))
+    }
+
+    /// A Host that pins here.
+    pub fn host(&self) -> Host {
+        Host::with_pin_dir(self.0.clone()).expect("open the host")
+    }
+}
+
+impl Drop for PrivatePins {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Attaches the pinned programs in `dir` to `cgroup` as systemd does for
+/// `BPFProgram=sock_ops:DIR/sock_ops` and `BPFProgram=setsockopt:DIR/setsockopt`
+/// at every start of a unit: BPF_PROG_ATTACH with BPF_F_ALLOW_MULTI.
+pub fn attach_like_systemd(cgroup: &Path, dir: &Path) {
+    for hook in ["sock_ops", "setsockopt"] {
+        let status = Command::new("bpftool")
+            .args(["cgroup", "attach"])
+            .arg(cgroup)
+            .arg(hook)
+            .arg("pinned")
+            .arg(dir.join(hook))
+            .arg("multi")
+            .status()
+            .expect("run bpftool");
+        assert!(status.success(), "bpftool cgroup attach {} {hook}", cgroup.display());
+    }
+}
+
+/// Whether bpftool is installed (the tests that stand in for systemd or
+/// for other BPF users need it).
+pub fn have_bpftool() -> bool {
+    Command::new("bpftool").arg("version").output().is_ok_and(|o| o.status.success())
 }
 
 /// The helper binaries: a static client and server that reach the kernel
@@ -80,7 +189,7 @@ pub enum Place<'a> {
     /// Outside anything kawrap attached to.
     Outside,
     /// In a kawrap scope.
-    Scope(&'a Scope),
+    Scope(&'a Scope<'a>),
     /// In an existing cgroup, started there as a service manager would.
     Cgroup(&'a Path),
 }

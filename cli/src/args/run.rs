@@ -35,8 +35,13 @@ pub struct LaunchArgs {
     /// whose TCP connections get the profile from a sock_ops program
     ///
     /// Reaches what LD_PRELOAD cannot: Go and statically linked programs, raw system calls,
-    /// setuid programs, and everything COMMAND starts. kawrap waits for COMMAND, passes
-    /// SIGINT/SIGTERM/SIGHUP on to it, exits with its status and removes the cgroup.
+    /// setuid programs, and everything COMMAND starts, for as long as any of it runs (even if
+    /// kawrap is killed). kawrap behaves as if it had become COMMAND: signals sent to it are
+    /// passed on, ignored ones stay ignored, its exit status is COMMAND's, and if COMMAND is
+    /// killed by a signal, kawrap dies by the same one. COMMAND's environment loses
+    /// libkawrap.so and the KAWRAP_* variables, so that an exported shim cannot override the
+    /// profile. The cgroup is removed once no process is left in it (by a later kawrap if this
+    /// one is gone).
     #[arg(long, conflicts_with_all = ["dry_run", "log", "lib"])]
     pub bpf: bool,
 
@@ -125,6 +130,8 @@ Environment:
   numbers) and KAWRAP_POLICY; KAWRAP_RULES and KAWRAP_LOG when given, else removes them; and
   removes KAWRAP_DISABLE: the program gets exactly what the command line says, whatever was
   exported before. Other variables are passed on untouched. KAWRAP_LIB=PATH is --lib PATH.
+  With --bpf the kernel applies the settings: libkawrap.so leaves LD_PRELOAD (other preloads
+  stay), the KAWRAP_* variables are removed and KAWRAP_LIB is ignored.
 
 A program or a subcommand?
   `kawrap profiles` lists the profiles. To run a program called `profiles`, write

@@ -12,7 +12,7 @@ use crate::args::{self, run::LaunchArgs};
 use crate::env_plan::{EnvPlan, checked_config, env_plan};
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
-use crate::output::{shell_quote, write_stdout};
+use crate::output::{describe_config, shell_quote, write_stdout};
 use crate::program::{exec_error, find_command};
 use crate::{bpf_mode, reach};
 
@@ -32,7 +32,7 @@ pub fn run(args: &LaunchArgs) -> Result<ExitCode, Error> {
         // Nothing is preloaded: the kernel applies the same configuration.
         let config = checked_config(&args.settings.keepalive)?;
         let program = find_program(name)?;
-        return bpf_mode::launch(&config, name, &program, rest);
+        return bpf_mode::launch(&config, name, &program, rest, args.verbose);
     }
     let plan = env_plan(&args.settings)?;
     let program = find_program(name)?;
@@ -86,28 +86,12 @@ fn find_program(name: &OsStr) -> Result<PathBuf, Error> {
 }
 
 fn verbose_line(plan: &EnvPlan, program: &Path) -> String {
-    let profile = &plan.config.profile;
-    let mut line = format!(
-        "kawrap: profile {profile} (idle {} s, every {} s, {} probes) notices a dead peer in {}",
-        profile.idle_secs(),
-        profile.interval_secs(),
-        profile.count(),
-        profile.detection_time()
-    );
-    if let Some(ms) = profile.user_timeout_ms() {
-        line.push_str(&format!(", user timeout {ms} ms"));
-    }
-    let rules = plan.config.rules.as_slice().len();
-    if rules > 0 {
-        line.push_str(&format!("; {rules} rule{}", if rules == 1 { "" } else { "s" }));
-    }
-    line.push_str(&format!(
-        "; policy {}; preloading {}; running {}",
-        plan.config.policy,
+    format!(
+        "kawrap: {}; preloading {}; running {}",
+        describe_config(&plan.config),
         plan.lib.display(),
         program.display()
-    ));
-    line
+    )
 }
 
 /// A shell script with the same effect as the run that `--dry-run` skips.
