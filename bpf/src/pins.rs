@@ -296,6 +296,8 @@ impl PinDir {
             return Err(Error::NotPinned { name: name.to_string() });
         }
         program::remove_pin_dir(&dir).map_err(|e| io_error("remove", &dir, e))?;
+        // The last one takes its (then empty) parent along.
+        let _ = fs::remove_dir(self.root.join(PINNED));
         Ok(dir)
     }
 

@@ -732,3 +732,38 @@ fn kawrap_leaves_nothing_mounted_and_status_needs_no_bpf_filesystem() {
     let line = line.unwrap_or_else(|| panic!("status lists {}: {}", cgroup.display(), stderr(&output)));
     assert!(line.contains("kawrap bpf attach"), "{line}");
 }
+
+/// Issue 13, item 1: a SIGTERM at any moment of kawrap's start either
+/// stops kawrap before the command exists, or reaches the command; never
+/// does the command run on with kawrap gone, and the next kawrap finds
+/// nothing left. Failed before: for about the first 60 ms kawrap had no
+/// handler yet and died, leaving its cgroup behind (kawrap-PID-N).
+#[test]
+fn sigterm_at_any_moment_of_the_start_never_leaves_the_command_behind() {
+    use std::os::unix::process::ExitStatusExt;
+    let Some(_fx) = fixture("early-sigterm") else { return };
+    let script = "trap 'exit 9' TERM; while :; do sleep 0.02; done";
+    for delay_ms in (0..80).step_by(4) {
+        let mut launcher =
+            Command::new(kawrap_bin()).args(["--bpf", "--", "sh", "-c", script]).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        // SAFETY: kill has no memory preconditions; the pid is kawrap's.
+        unsafe { libc::kill(launcher.id() as i32, libc::SIGTERM) };
+        let status = launcher.wait().unwrap();
+        let outcome = (status.code(), status.signal());
+        assert!(
+            outcome == (Some(9), None) || outcome == (None, Some(libc::SIGTERM)),
+            "after {delay_ms} ms: {status:?}"
+        );
+        let left = kawrap_integration::poll(std::time::Duration::from_secs(2), || {
+            let running: Vec<PathBuf> = scopes_of(launcher.id())
+                .into_iter()
+                .filter(|dir| {
+                    std::fs::read_to_string(dir.join("cgroup.procs")).is_ok_and(|p| !p.trim().is_empty())
+                })
+                .collect();
+            running.is_empty().then_some(())
+        });
+        assert!(left.is_some(), "after {delay_ms} ms the command runs on without kawrap");
+    }
+}
