@@ -27,6 +27,8 @@ pub struct EnvPlan {
     pub set: Vec<(&'static str, OsString)>,
     /// Variables to remove.
     pub unset: Vec<&'static str>,
+    /// What about the settings is probably a mistake, for a person.
+    pub warnings: Vec<String>,
 }
 
 /// Checks the settings with kawrap-core and computes the environment.
@@ -49,7 +51,7 @@ pub fn env_plan(settings: &Settings) -> Result<EnvPlan, Error> {
         None => unset.push(var_name(kawrap_core::env::LOG)),
     }
     unset.push(var_name(kawrap_core::env::DISABLE));
-    Ok(EnvPlan { config: checked.config, lib, log, set, unset })
+    Ok(EnvPlan { config: checked.config, lib, log, set, unset, warnings: checked.warnings })
 }
 
 /// What `--bpf` changes in the command's environment: the kernel applies
@@ -89,11 +91,14 @@ struct CheckedSettings {
     profile: String,
     rules: Option<String>,
     policy: &'static str,
+    warnings: Vec<String>,
 }
 
-/// The configuration the settings mean, checked exactly as for the shim.
-pub fn checked_config(settings: &Keepalive) -> Result<Config, Error> {
-    Ok(check_settings(settings)?.config)
+/// The configuration the settings mean, checked exactly as for the shim,
+/// and what about them is probably a mistake.
+pub fn checked_config(settings: &Keepalive) -> Result<(Config, Vec<String>), Error> {
+    let checked = check_settings(settings)?;
+    Ok((checked.config, checked.warnings))
 }
 
 fn check_settings(settings: &Keepalive) -> Result<CheckedSettings, Error> {
@@ -112,7 +117,8 @@ fn check_settings(settings: &Keepalive) -> Result<CheckedSettings, Error> {
     // Several --rule options, each possibly with several comma-separated
     // rules, are one list to kawrap-core.
     let rules_text = settings.rules.join(",");
-    let rules = Rules::parse(&rules_text)
+    let mut warnings = Vec::new();
+    let rules = Rules::parse_with_warnings(&rules_text, |warning| warnings.push(warning.to_string()))
         .map_err(|error| Error::Invalid { message: error.to_string(), hint: RULE_HINT.to_owned() })?;
     let policy = Policy::parse(&settings.policy)
         .map_err(|error| Error::Invalid { message: error.to_string(), hint: String::new() })?;
@@ -122,6 +128,7 @@ fn check_settings(settings: &Keepalive) -> Result<CheckedSettings, Error> {
         profile: profile.to_string(),
         rules: (!rules.is_empty()).then(|| rules.to_string()),
         policy: policy.name(),
+        warnings,
     };
     // The shim parses the very strings put in the environment: they must
     // mean exactly what the command line meant.

@@ -43,6 +43,14 @@ pub fn describe_config(config: &Config) -> String {
     text
 }
 
+/// Prints warnings for a person on stderr: things kawrap does as told but
+/// that are probably not what was meant.
+pub fn warn(warnings: &[String]) {
+    for warning in warnings {
+        eprintln!("kawrap: warning: {warning}");
+    }
+}
+
 /// Left-aligned columns, two spaces apart, no trailing spaces.
 pub fn columns(cells: &[Vec<String>]) -> String {
     let count = cells.iter().map(Vec::len).max().unwrap_or(0);

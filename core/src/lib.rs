@@ -26,4 +26,4 @@ pub use duration::{HumanDuration, parse_duration_ms};
 pub use profile::{
     BUILTIN_PROFILES, Field, KeepaliveProfile, NamedProfile, ProfileError, ProfileErrorKind, UserTimeout,
 };
-pub use rules::{Destination, MAX_RULES, Rule, RuleError, RuleErrorKind, Rules};
+pub use rules::{Destination, Entry, MAX_RULES, Rule, RuleError, RuleErrorKind, RuleWarning, Rules};

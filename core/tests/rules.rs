@@ -2,7 +2,8 @@
 use std::net::IpAddr;
 
 use kawrap_core::{
-    Destination, Field, KeepaliveProfile, MAX_RULES, ProfileErrorKind, Rule, RuleError, RuleErrorKind, Rules,
+    Destination, Field, KeepaliveProfile, MAX_RULES, ProfileErrorKind, Rule, RuleError, RuleErrorKind,
+    RuleWarning, Rules,
 };
 
 fn dest(ip: &str, port: u16) -> Destination {
@@ -105,8 +106,10 @@ fn ipv6_without_brackets_has_no_port() {
     let r = rule("2001:db8::/32=ssh");
     assert_eq!(r.to_string(), "[2001:db8::]/32=60/60/5");
     assert!(r.matches(&dest("2001:db8::5432", 1)));
-    // The last group is part of the address, never a port.
-    assert_eq!(canonical("2001:db8::1:5432=ssh"), "[2001:db8::1:5432]/128=60/60/5");
+    // A last group of hex digits, or one that cannot be a port, is the address's.
+    assert_eq!(canonical("2001:db8::1:ab=ssh"), "[2001:db8::1:ab]/128=60/60/5");
+    assert_eq!(canonical("2001:db8::1:0=ssh"), "[2001:db8::1:0]/128=60/60/5");
+    assert_eq!(canonical("2001:db8::5432=ssh"), "[2001:db8::5432]/128=60/60/5");
     assert_eq!(canonical("::=ssh"), "[::]/128=60/60/5");
     assert_eq!(canonical("::/0=ssh"), "[::]/0=60/60/5");
 }
@@ -286,9 +289,42 @@ fn bad_addresses() {
         };
         assert_eq!(kind, Err(expected), "{text:?}");
     }
-    // Without brackets, text with several colons is all address: an IPv6
-    // address with a port needs brackets.
-    assert!(Rule::parse("::1:22=ssh").is_ok_and(|r| r.to_string() == "[::1:22]/128=60/60/5"));
+}
+
+#[test]
+fn an_ipv6_address_then_a_port_without_brackets_is_refused() {
+    // `::1:22` is the host ::1:22 and also ::1 port 22: neither is guessed.
+    assert_eq!(
+        err_kind("::1:22=ssh"),
+        RuleErrorKind::Ipv6PortWithoutBrackets {
+            address: "::1",
+            prefix: None,
+            port: "22",
+            also_an_address: true
+        }
+    );
+    assert_eq!(
+        message("::1:22=ssh"),
+        r#"rule "::1:22=ssh": "::1:22" is ambiguous: write [::1]:22 for port 22 of ::1, or [::1:22] for the host ::1:22 (any port)"#
+    );
+    assert_eq!(
+        message("2001:db8::10:5432=ssh"),
+        r#"rule "2001:db8::10:5432=ssh": "2001:db8::10:5432" is ambiguous: write [2001:db8::10]:5432 for port 5432 of 2001:db8::10, or [2001:db8::10:5432] for the host 2001:db8::10:5432 (any port)"#
+    );
+    // Eight groups and a port: only the port reading makes an address.
+    assert_eq!(
+        message("1:2:3:4:5:6:7:8:22=ssh"),
+        r#"rule "1:2:3:4:5:6:7:8:22=ssh": an IPv6 address with a port needs brackets: write [1:2:3:4:5:6:7:8]:22"#
+    );
+    // A network and a port.
+    assert_eq!(
+        message("2001:db8::/32:5432=ssh"),
+        r#"rule "2001:db8::/32:5432=ssh": an IPv6 address with a port needs brackets: write [2001:db8::]/32:5432"#
+    );
+    // What the message suggests is accepted.
+    assert_eq!(canonical("[::1]:22=ssh"), "[::1]/128:22=60/60/5");
+    assert_eq!(canonical("[::1:22]=ssh"), "[::1:22]/128=60/60/5");
+    assert_eq!(canonical("[2001:db8::]/32:5432=ssh"), "[2001:db8::]/32:5432=60/60/5");
 }
 
 #[test]
@@ -437,4 +473,76 @@ fn display_parses_back_for_every_form() {
          [2001:db8::]/32:5432=60/60/5,[2001:db8::]/32=60/60/5,[::1]/128:22=60/60/5,192.0.2.7/32=300/30/5/450000"
     );
     assert_eq!(Rules::parse(&shown), Ok(list));
+}
+
+// ---------------------------------------------------------------- warnings
+
+/// The warnings parsing `text` gives, as text.
+fn warnings(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let parsed = Rules::parse_with_warnings(text, |warning: RuleWarning<'_>| found.push(warning.to_string()));
+    assert_eq!(parsed, Rules::parse(text), "{text:?}: warnings change nothing");
+    found
+}
+
+#[test]
+fn host_bits_past_the_prefix_are_a_warning() {
+    assert_eq!(
+        warnings("10.1.2.3/8=ssh"),
+        [
+            r#"rule "10.1.2.3/8=ssh": 10.1.2.3/8 has bits set past the prefix: it covers 10.0.0.0/8; write 10.0.0.0/8 for the network, or 10.1.2.3 for the one host"#
+        ]
+    );
+    assert_eq!(
+        warnings("[2001:db8::1]/32:443=ssh"),
+        [
+            r#"rule "[2001:db8::1]/32:443=ssh": 2001:db8::1/32 has bits set past the prefix: it covers [2001:db8::]/32; write [2001:db8::]/32 for the network, or [2001:db8::1] for the one host"#
+        ]
+    );
+    assert_eq!(warnings("::ffff:10.1.2.3/104=ssh").len(), 1);
+    for clean in [
+        "10.0.0.0/8=ssh",
+        "10.1.2.3=ssh",
+        "10.1.2.3/32:22=ssh",
+        "0.0.0.0/0=ssh",
+        "[2001:db8::]/32=ssh",
+        ":22=ssh",
+        "",
+    ] {
+        assert_eq!(warnings(clean), Vec::<String>::new(), "{clean:?}");
+    }
+}
+
+#[test]
+fn a_rule_that_earlier_rules_cover_is_dead() {
+    assert_eq!(
+        warnings(":22=ssh, 10.0.0.0/8:22=firewall"),
+        [
+            r#"rule 2 "10.0.0.0/8:22=firewall" never applies: rule 1 ":22=ssh" comes first and matches every connection it would"#
+        ]
+    );
+    assert_eq!(
+        warnings("10.0.0.0/8=ssh,10.1.0.0/16:5432=firewall,192.0.2.0/24=ssh,10.0.0.0/8=satellite").len(),
+        2
+    );
+    // Together: IPv4 everywhere and IPv6 everywhere leave nothing for a port rule.
+    assert_eq!(
+        warnings("0.0.0.0/0=ssh,::/0=firewall,:22=satellite"),
+        [
+            r#"rule 3 ":22=satellite" never applies: rule 1 "0.0.0.0/0=ssh" and rule 2 "::/0=firewall" come first and match every connection it would"#
+        ]
+    );
+    // An IPv4-mapped rule is an IPv4 rule.
+    assert_eq!(warnings("10.0.0.0/8=ssh,::ffff:10.1.2.0/120=firewall").len(), 1);
+    // Overlapping is not covering: each of these still matches something.
+    for live in [
+        "10.0.0.0/8:22=ssh,10.0.0.0/8=firewall",
+        "10.1.0.0/16=ssh,10.0.0.0/8=firewall",
+        ":22=ssh,:23=ssh",
+        "0.0.0.0/0=ssh,:22=firewall",
+        "::/0=ssh,0.0.0.0/1=ssh,:22=firewall",
+        "[::1]:22=ssh,127.0.0.1:22=ssh",
+    ] {
+        assert_eq!(warnings(live), Vec::<String>::new(), "{live:?}");
+    }
 }

@@ -1,6 +1,6 @@
 //! Any bytes, read as UTF-8 (invalid sequences replaced), given to the rule
-//! parser. It may not panic; accepted rules must have profiles within the
-//! kernel's ranges, their canonical form must parse back to the same value,
+//! parser. It may not panic, nor may its warnings; accepted rules must have
+//! profiles within the kernel's ranges, their canonical form must parse back to the same value,
 //! and `first_match` must agree with a model of the matching rules, for a
 //! destination taken from the input's last 19 bytes and for destinations
 //! inside each rule's network.
@@ -136,6 +136,12 @@ fuzz_target!(|data: &[u8]| {
         let shown = rule.to_string();
         assert_eq!(Rule::parse(&shown).ok(), Some(rule), "{text:?} -> {shown:?}");
     }
+
+    // Looking for mistakes changes nothing, and the warnings' messages,
+    // built from the input, must not panic either.
+    let mut warnings = Vec::new();
+    let warned = Rules::parse_with_warnings(text, |warning| warnings.push(warning.to_string()));
+    assert_eq!(warned, Rules::parse(text), "{text:?}");
 
     let rules = match Rules::parse(text) {
         Ok(rules) => rules,

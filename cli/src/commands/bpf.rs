@@ -8,20 +8,22 @@ use crate::args::bpf::{BpfAction, BpfArgs, DetachTarget, UnpinTarget};
 use crate::env_plan::checked_config;
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
+use crate::output::warn;
+use crate::settings::Keepalive;
 use crate::systemd::quote;
 
 /// `kawrap bpf …`.
 pub fn run(args: &BpfArgs) -> Result<ExitCode, Error> {
     match &args.action {
-        BpfAction::Attach { cgroup, keepalive } => imp::attach(cgroup, &checked_config(keepalive)?),
+        BpfAction::Attach { cgroup, keepalive } => imp::attach(cgroup, &checked(keepalive)?),
         BpfAction::Detach { target: DetachTarget { cgroup: Some(cgroup), .. } } => imp::detach(cgroup),
         BpfAction::Detach { target: DetachTarget { all: true, .. } } => imp::detach_all(),
-        BpfAction::Pin { name, keepalive } => imp::pin(name, &checked_config(keepalive)?),
+        BpfAction::Pin { name, keepalive } => imp::pin(name, &checked(keepalive)?),
         BpfAction::Unpin { target: UnpinTarget { name: Some(name), .. } } => imp::unpin(name),
         BpfAction::Unpin { target: UnpinTarget { cache: true, .. } } => imp::unpin_cache(),
         BpfAction::Systemd { unit, keepalive, write, force, unit_dir } => {
             let unit = crate::systemd::unit_name(unit)?;
-            let files = systemd_files(&unit, &checked_config(keepalive)?)?;
+            let files = systemd_files(&unit, &checked(keepalive)?)?;
             files.print_or_write(unit_dir, *write, *force)
         }
         BpfAction::Status { json } => imp::status(*json),
@@ -32,6 +34,14 @@ pub fn run(args: &BpfArgs) -> Result<ExitCode, Error> {
                 .to_owned(),
         }),
     }
+}
+
+/// The configuration the options mean, its warnings (a rule that never
+/// applies, …) printed.
+fn checked(keepalive: &Keepalive) -> Result<Config, Error> {
+    let (config, warnings) = checked_config(keepalive)?;
+    warn(&warnings);
+    Ok(config)
 }
 
 /// `profile 300/30/5, rules …, policy respect`.

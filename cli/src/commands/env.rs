@@ -16,7 +16,7 @@ use crate::env_plan::{EnvPlan, env_plan, var_name};
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
 use crate::library::{find_lib, preload_without};
-use crate::output::{shell_quote, write_stdout};
+use crate::output::{shell_quote, warn, write_stdout};
 use crate::systemd::{SYSTEM_UNIT_DIR, quote, unit_name, write_unit_file};
 
 /// The drop-in's file name: after most packages' own (which use 10-…), so
@@ -33,6 +33,7 @@ pub fn run(args: &EnvArgs) -> Result<ExitCode, Error> {
     }
     // env_plan resolves user-defined names too: the output holds numbers.
     let plan = env_plan(&args.settings)?;
+    warn(&plan.warnings);
     if !args.systemd {
         write_stdout(&shell_script(args.shell, &plan))?;
         return Ok(ExitCode::Success);
@@ -192,6 +193,7 @@ mod tests {
                 ("KAWRAP_POLICY", "respect".into()),
             ],
             unset: vec!["KAWRAP_LOG", "KAWRAP_DISABLE"],
+            warnings: Vec::new(),
         }
     }
 

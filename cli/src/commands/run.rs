@@ -12,7 +12,7 @@ use crate::args::{self, run::LaunchArgs};
 use crate::env_plan::{EnvPlan, checked_config, env_plan};
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
-use crate::output::{describe_config, shell_quote, write_stdout};
+use crate::output::{describe_config, shell_quote, warn, write_stdout};
 use crate::program::{exec_error, find_command};
 use crate::{bpf_mode, reach};
 
@@ -30,13 +30,17 @@ pub fn run(args: &LaunchArgs) -> Result<ExitCode, Error> {
     };
     if args.bpf {
         // Nothing is preloaded: the kernel applies the same configuration.
-        let config = checked_config(&args.settings.keepalive)?;
+        let (config, warnings) = checked_config(&args.settings.keepalive)?;
+        if !args.quiet {
+            warn(&warnings);
+        }
         let program = find_program(name)?;
         return bpf_mode::launch(&config, name, &program, rest, args.verbose);
     }
     let plan = env_plan(&args.settings)?;
     let program = find_program(name)?;
     if !args.quiet {
+        warn(&plan.warnings);
         // Programs the shim cannot reach still run, but the person is told.
         if let Some(unreachable) = reach::check(name, &program) {
             eprintln!("{unreachable}");
@@ -128,6 +132,7 @@ mod tests {
             log: None,
             set: vec![("LD_PRELOAD", "/l/libkawrap.so".into()), ("KAWRAP_PROFILE", "300/30/5".into())],
             unset: vec!["KAWRAP_RULES", "KAWRAP_DISABLE"],
+            warnings: Vec::new(),
         };
         let command: Vec<OsString> = ["sh", "-c", "exit 7"].map(OsString::from).to_vec();
         let script = String::from_utf8(dry_run_script(&plan, &command)).unwrap();
