@@ -103,7 +103,9 @@ pub fn checked_config(settings: &Keepalive) -> Result<(Config, Vec<String>), Err
 
 fn check_settings(settings: &Keepalive) -> Result<CheckedSettings, Error> {
     // Built-in names and numbers, then the user's own names (profiles.toml).
-    let mut profile = crate::user_profiles::resolve_profile(&settings.profile)?;
+    let resolved = crate::user_profiles::resolve(&settings.profile)?;
+    let mut profile = resolved.profile;
+    let mut warnings = resolved.warnings;
     if let Some(text) = &settings.user_timeout {
         let invalid = |kind: &dyn std::fmt::Display| Error::Invalid {
             message: format!("--user-timeout: {kind}"),
@@ -117,7 +119,6 @@ fn check_settings(settings: &Keepalive) -> Result<CheckedSettings, Error> {
     // Several --rule options, each possibly with several comma-separated
     // rules, are one list to kawrap-core.
     let rules_text = settings.rules.join(",");
-    let mut warnings = Vec::new();
     let rules = Rules::parse_with_warnings(&rules_text, |warning| warnings.push(warning.to_string()))
         .map_err(|error| Error::Invalid { message: error.to_string(), hint: RULE_HINT.to_owned() })?;
     let policy = Policy::parse(&settings.policy)

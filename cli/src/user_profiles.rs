@@ -11,18 +11,30 @@
 //! value goes through kawrap-core, exactly like `--profile`. A name becomes
 //! numbers here, in the launcher: the shim only ever sees numbers, so these
 //! files are read by `kawrap`, never inside other programs.
+//!
+//! Names are case-insensitive, like the built-ins (`--profile Firewall`):
+//! `[profiles.backup]` and `[profiles.BACKUP]` in one file are one name
+//! defined twice, an error. A bad entry spoils only its own name: the other
+//! entries stay usable, and every problem is reported with its `file:line`.
 use std::collections::BTreeMap;
-use std::io;
+use std::fmt;
+use std::fs::{File, Metadata};
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use kawrap_core::{BUILTIN_PROFILES, KeepaliveProfile, NamedProfile, ProfileErrorKind};
 use serde::Deserialize;
 use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
 
-use crate::error::Error;
+use crate::error::{Error, describe};
 
 /// The system-wide file.
 pub const SYSTEM_FILE: &str = "/etc/kawrap/profiles.toml";
+
+/// A profile file larger than this is not one.
+const MAX_FILE_BYTES: u64 = 1 << 20;
 
 /// A profile defined in a file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,11 +49,53 @@ pub struct UserProfile {
     pub source: PathBuf,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileContents {
-    #[serde(default)]
-    profiles: BTreeMap<String, Spanned<Entry>>,
+/// Something wrong in a profile file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The file.
+    pub file: PathBuf,
+    /// The line, when the problem has one.
+    pub line: Option<usize>,
+    /// The profile whose entry it is in (lowercase); `None`: the whole file.
+    pub name: Option<String>,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{line}: {}", self.file.display(), self.reason),
+            None => write!(f, "{}: {}", self.file.display(), self.reason),
+        }
+    }
+}
+
+impl Problem {
+    /// True if the problem may change what `name` means: it is in that
+    /// name's entry, or the file could not be read at all.
+    fn concerns(&self, name: &str) -> bool {
+        self.name.as_deref().is_none_or(|own| own.eq_ignore_ascii_case(name))
+    }
+}
+
+/// What the profile files hold: the usable profiles, and every problem.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Usable profiles, sorted by name; a name with a problem is left out.
+    pub profiles: Vec<UserProfile>,
+    /// Every problem, in file order.
+    pub problems: Vec<Problem>,
+}
+
+/// A profile resolved from the command line, and problems in the profile
+/// files that did not stop it (for a warning).
+#[derive(Debug)]
+pub struct Resolved {
+    /// The profile.
+    pub profile: KeepaliveProfile,
+    /// Problems elsewhere in the profile files, as `file:line: reason`.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -53,33 +107,64 @@ struct Entry {
 
 /// A profile from the command line: a built-in name, IDLE/INTVL/CNT[/UT],
 /// or a name from the profile files (looked up only when it is neither).
-pub fn resolve_profile(text: &str) -> Result<KeepaliveProfile, Error> {
+/// A problem in that name's entry, or in reading a file, is an error;
+/// problems in other entries come back as warnings.
+pub fn resolve(text: &str) -> Result<Resolved, Error> {
     let error = match KeepaliveProfile::parse(text) {
-        Ok(profile) => return Ok(profile),
+        Ok(profile) => return Ok(Resolved { profile, warnings: Vec::new() }),
         Err(error) => error,
     };
-    let user = if error.kind == ProfileErrorKind::Unknown { load_all()? } else { Vec::new() };
-    if let Some(found) = user.iter().find(|p| p.name.eq_ignore_ascii_case(text.trim())) {
-        return Ok(found.profile);
+    if error.kind != ProfileErrorKind::Unknown {
+        return Err(Error::Invalid { message: error.to_string(), hint: hint(&Loaded::default()) });
     }
-    Err(Error::Invalid { message: error.to_string(), hint: hint(&user) })
+    let loaded = load_all();
+    let name = text.trim();
+    let (blocking, others): (Vec<&Problem>, Vec<&Problem>) =
+        loaded.problems.iter().partition(|problem| problem.concerns(name));
+    if let Some((first, rest)) = blocking.split_first() {
+        let mut hint: Vec<String> = rest.iter().map(ToString::to_string).collect();
+        hint.push(FORMAT_HINT.to_owned());
+        return Err(Error::Invalid { message: first.to_string(), hint: hint.join("\n") });
+    }
+    let warnings: Vec<String> = others.iter().map(ToString::to_string).collect();
+    match loaded.profiles.iter().find(|p| p.name.eq_ignore_ascii_case(name)) {
+        Some(found) => Ok(Resolved { profile: found.profile, warnings }),
+        None => {
+            let mut hint = hint(&loaded);
+            for warning in warnings {
+                hint.push_str(&format!("\nnote: {warning}"));
+            }
+            Err(Error::Invalid { message: error.to_string(), hint })
+        }
+    }
 }
 
-fn hint(user: &[UserProfile]) -> String {
+/// [`resolve`] for commands that take a profile and nothing else to warn
+/// about: the warnings are printed here.
+pub fn resolve_profile(text: &str) -> Result<KeepaliveProfile, Error> {
+    let resolved = resolve(text)?;
+    crate::output::warn(&resolved.warnings);
+    Ok(resolved.profile)
+}
+
+const FORMAT_HINT: &str =
+    "the format: [profiles.NAME] then keepalive = \"IDLE/INTVL/CNT[/UT]\" and optionally description = \"…\"";
+
+fn hint(loaded: &Loaded) -> String {
     let builtin: Vec<&str> = BUILTIN_PROFILES.iter().map(|p| p.name).collect();
     let mut hint = format!(
         "accepted: a built-in name ({}) or IDLE/INTVL/CNT[/UT] in seconds, e.g. 300/30/5, 60/10/6/auto, \
          300/30/5/450s; `kawrap profiles` describes the names",
         builtin.join(", ")
     );
-    if user.is_empty() {
+    if loaded.profiles.is_empty() {
         let files: Vec<String> = files().iter().map(|p| p.display().to_string()).collect();
         hint.push_str(&format!(
             "\nyour own names go in {} as [profiles.NAME] keepalive = \"I/V/C\"",
             files.join(" or ")
         ));
     } else {
-        let names: Vec<&str> = user.iter().map(|p| p.name.as_str()).collect();
+        let names: Vec<&str> = loaded.profiles.iter().map(|p| p.name.as_str()).collect();
         hint.push_str(&format!("\nyour own: {}", names.join(", ")));
     }
     hint
@@ -98,48 +183,208 @@ pub fn files() -> Vec<PathBuf> {
     files
 }
 
-/// Every user-defined profile from [`files`], sorted by name; a missing
-/// file defines none, a bad one is an error naming `file:line`.
-pub fn load_all() -> Result<Vec<UserProfile>, Error> {
+/// Every user-defined profile from [`files`] and every problem in them; a
+/// missing file defines none.
+pub fn load_all() -> Loaded {
     let mut by_name: BTreeMap<String, UserProfile> = BTreeMap::new();
+    let mut problems = Vec::new();
     for path in files() {
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
-            Err(error) => return Err(Error::io(format!("cannot read {}", path.display()), error)),
-        };
-        for profile in parse_file(&path, &text)? {
-            by_name.insert(profile.name.to_ascii_lowercase(), profile);
+        match read_file(&path) {
+            Ok(Some(text)) => {
+                let (profiles, file_problems) = parse_file(&path, &text);
+                for profile in profiles {
+                    by_name.insert(profile.name.to_ascii_lowercase(), profile);
+                }
+                problems.extend(file_problems);
+            }
+            Ok(None) => {}
+            Err(reason) => problems.push(Problem { file: path, line: None, name: None, reason }),
         }
     }
-    Ok(by_name.into_values().collect())
+    // A name with a problem anywhere is not usable: a broken entry in the
+    // user's file must not let the system file's entry of that name through.
+    let profiles = by_name
+        .into_values()
+        .filter(|profile| !problems.iter().any(|p| p.name.as_ref() == Some(&lowercase(profile))))
+        .collect();
+    Loaded { profiles, problems }
 }
 
-/// Parses one file's text; errors say `path:line: reason`.
-pub fn parse_file(path: &Path, text: &str) -> Result<Vec<UserProfile>, Error> {
-    let at = |offset: usize, reason: String| Error::Invalid {
-        message: format!("{}:{}: {reason}", path.display(), line_of(text, offset)),
-        hint: "the format: [profiles.NAME] then keepalive = \"IDLE/INTVL/CNT[/UT]\" and optionally \
-               description = \"…\""
-            .to_owned(),
+fn lowercase(profile: &UserProfile) -> String {
+    profile.name.to_ascii_lowercase()
+}
+
+/// A profile file's text; `None` when there is no such file. Anything but a
+/// regular file is refused without waiting on it (a FIFO would block the
+/// open and the read), and root refuses files others may change.
+fn read_file(path: &Path) -> Result<Option<String>, String> {
+    let opened = File::options().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path);
+    let mut file = match opened {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(format!("cannot read: {}", describe(&error))),
     };
-    let contents: FileContents = toml::from_str(text).map_err(|error| {
-        let offset = error.span().map_or(0, |span| span.start);
-        at(offset, error.message().trim_end().to_owned())
-    })?;
-    let mut profiles = Vec::new();
-    for (name, entry) in contents.profiles {
-        let offset = entry.span().start;
-        let entry = entry.into_inner();
-        if let Some(reason) = bad_name(&name) {
-            return Err(at(offset, format!("profile name {name:?}: {reason}")));
-        }
-        let value_offset = entry.keepalive.span().start;
-        let profile = KeepaliveProfile::parse(entry.keepalive.get_ref())
-            .map_err(|error| at(value_offset, format!("profile {name:?}: keepalive {error}")))?;
-        profiles.push(UserProfile { name, profile, description: entry.description, source: path.to_owned() });
+    let metadata = file.metadata().map_err(|error| format!("cannot read: {}", describe(&error)))?;
+    if !metadata.is_file() {
+        return Err(format!("not a regular file ({}); kawrap reads profiles only from one", kind(&metadata)));
     }
-    Ok(profiles)
+    if metadata.len() > MAX_FILE_BYTES {
+        return Err(format!(
+            "{} bytes is too large for a profile file (at most {MAX_FILE_BYTES})",
+            metadata.len()
+        ));
+    }
+    // SAFETY: geteuid(2) cannot fail and touches no memory.
+    if unsafe { libc::geteuid() } == 0 {
+        trusted_by_root(path, &metadata)?;
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(|error| format!("cannot read: {}", describe(&error)))?;
+    Ok(Some(text))
+}
+
+/// As root, a profile file that others may change is refused, as sudo
+/// refuses such a sudoers file and sshd such an authorized_keys: the file
+/// and every directory above it must be writable by no one but their owner
+/// and root (group root may write), except that a sticky directory (/tmp)
+/// lets no one replace what is not theirs.
+fn trusted_by_root(path: &Path, metadata: &Metadata) -> Result<(), String> {
+    if writable_by_others(metadata) {
+        return Err(format!(
+            "writable by others than its owner and root (mode {:04o}); as root, kawrap reads only \
+             profile files no one else can change: chmod go-w {}",
+            metadata.mode() & 0o7777,
+            path.display()
+        ));
+    }
+    for dir in path.ancestors().skip(1).filter(|dir| !dir.as_os_str().is_empty()) {
+        let Ok(dir_metadata) = std::fs::metadata(dir) else { continue };
+        let sticky = dir_metadata.mode() & libc::S_ISVTX != 0;
+        if writable_by_others(&dir_metadata) && !sticky {
+            return Err(format!(
+                "{} is in {}, which is writable by others than its owner and root (mode {:04o}); as \
+                 root, kawrap reads only profile files no one else can change or replace",
+                path.display(),
+                dir.display(),
+                dir_metadata.mode() & 0o7777
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Writable by "other", or by a group other than root's.
+fn writable_by_others(metadata: &Metadata) -> bool {
+    let mode = metadata.mode();
+    mode & 0o002 != 0 || (mode & 0o020 != 0 && metadata.gid() != 0)
+}
+
+/// What kind of file this is, for a message.
+fn kind(metadata: &Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let file_type = metadata.file_type();
+    if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_char_device() || file_type.is_block_device() {
+        "a device"
+    } else {
+        "not a file"
+    }
+}
+
+/// Parses one file's text: the usable profiles, and every problem, each
+/// with its line and the entry it is in.
+pub fn parse_file(path: &Path, text: &str) -> (Vec<UserProfile>, Vec<Problem>) {
+    let problem = |offset: usize, name: Option<&str>, reason: String| Problem {
+        file: path.to_owned(),
+        line: Some(line_of(text, offset)),
+        name: name.map(str::to_ascii_lowercase),
+        reason,
+    };
+    let (document, syntax_errors) = DeTable::parse_recoverable(text);
+    let mut problems = Vec::new();
+    let mut entries: Vec<(&Spanned<std::borrow::Cow<str>>, &Spanned<DeValue>)> = Vec::new();
+    for (key, value) in document.get_ref() {
+        match (key.get_ref().as_ref(), value.get_ref()) {
+            ("profiles", DeValue::Table(table)) => entries.extend(table.iter()),
+            ("profiles", _) => problems.push(problem(
+                key.span().start,
+                None,
+                "`profiles` must be a table: [profiles.NAME]".to_owned(),
+            )),
+            (other, _) => problems.push(problem(
+                key.span().start,
+                None,
+                format!("unknown key {other:?}; profiles are defined as [profiles.NAME]"),
+            )),
+        }
+    }
+    entries.sort_by_key(|(key, _)| key.span().start);
+    // A syntax error belongs to the entry whose header comes before it.
+    for error in syntax_errors {
+        let offset = error.span().map_or(0, |span| span.start);
+        let owner = entries.iter().rev().find(|(key, _)| key.span().start <= offset);
+        let name = owner.map(|(key, _)| key.get_ref().as_ref());
+        let reason = error.message().trim_end().to_owned();
+        let reason = match name {
+            Some(name) => format!("profile {name:?}: {reason}"),
+            None => reason,
+        };
+        problems.push(problem(offset, name, reason));
+    }
+    let mut first_of: BTreeMap<String, (&str, usize)> = BTreeMap::new();
+    let mut profiles = Vec::new();
+    for (key, value) in entries {
+        let name: &str = key.get_ref();
+        let offset = key.span().start;
+        let at = |reason: String| problem(offset, Some(name), format!("profile {name:?}: {reason}"));
+        if let Some((first, first_offset)) = first_of.insert(name.to_ascii_lowercase(), (name, offset)) {
+            problems.push(at(format!(
+                "also defined as {first:?} at line {}; profile names are case-insensitive, like the \
+                 built-ins: keep one",
+                line_of(text, first_offset)
+            )));
+            continue;
+        }
+        if let Some(reason) = bad_name(name) {
+            problems.push(at(reason.to_owned()));
+            continue;
+        }
+        let entry = match Entry::deserialize(ValueDeserializer::from(value.clone())) {
+            Ok(entry) => entry,
+            Err(error) => {
+                let offset = error.span().map_or(offset, |span| span.start);
+                problems.push(problem(
+                    offset,
+                    Some(name),
+                    format!("profile {name:?}: {}", error.message().trim_end()),
+                ));
+                continue;
+            }
+        };
+        match KeepaliveProfile::parse(entry.keepalive.get_ref()) {
+            Ok(profile) => profiles.push(UserProfile {
+                name: name.to_owned(),
+                profile,
+                description: entry.description,
+                source: path.to_owned(),
+            }),
+            Err(error) => problems.push(problem(
+                entry.keepalive.span().start,
+                Some(name),
+                format!("profile {name:?}: keepalive {error}"),
+            )),
+        }
+    }
+    problems.sort_by_key(|problem| problem.line);
+    let spoiled =
+        |profile: &UserProfile| problems.iter().any(|p| p.name.as_ref() == Some(&lowercase(profile)));
+    profiles.retain(|profile| !spoiled(profile));
+    (profiles, problems)
 }
 
 /// Why a name cannot be a profile name, if it cannot.
@@ -166,8 +411,13 @@ fn line_of(text: &str, offset: usize) -> usize {
 mod tests {
     use super::*;
 
+    /// The profiles, or the problems as text when there are any.
     fn parse(text: &str) -> Result<Vec<UserProfile>, String> {
-        parse_file(Path::new("/cfg/profiles.toml"), text).map_err(|e| e.to_string())
+        let (profiles, problems) = parse_file(Path::new("/cfg/profiles.toml"), text);
+        match problems.first() {
+            None => Ok(profiles),
+            Some(_) => Err(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")),
+        }
     }
 
     #[test]
@@ -211,11 +461,31 @@ mod tests {
     }
 
     #[test]
+    fn a_problem_spoils_only_its_entry() {
+        let (profiles, problems) = parse_file(
+            Path::new("/cfg/p.toml"),
+            "[profiles.a]\nkeepalive = 1/1/1\n[profiles.b]\nkeepalive = \"2/2/2\"\n[profiles.c]\nkeepalive = \"0/1/1\"\n",
+        );
+        let names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["b"]);
+        let lines: Vec<Option<usize>> = problems.iter().map(|p| p.line).collect();
+        assert_eq!(lines, [Some(2), Some(6)]);
+        assert_eq!(problems[0].name.as_deref(), Some("a"));
+        assert!(problems[0].concerns("A") && !problems[0].concerns("b"));
+    }
+
+    #[test]
     fn names_are_checked() {
         let error = parse("[profiles.firewall]\nkeepalive = \"1/1/1\"\n").unwrap_err();
         assert!(error.contains("built-in"), "{error}");
         let error = parse("[profiles.\"a/b\"]\nkeepalive = \"1/1/1\"\n").unwrap_err();
         assert!(error.contains("a `/` would read as"), "{error}");
+        let error =
+            parse("[profiles.x]\nkeepalive = \"1/1/1\"\n[profiles.X]\nkeepalive = \"1/1/1\"\n").unwrap_err();
+        assert!(
+            error.starts_with("/cfg/profiles.toml:3: profile \"X\": also defined as \"x\" at line 1"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -56,12 +56,26 @@ impl From<&UserProfile> for ProfileRecord {
     }
 }
 
-/// Prints the table (or JSON) on stdout.
+/// Prints the table (or JSON) on stdout: the built-ins and every usable
+/// profile of the files, even when other entries are bad; those are
+/// reported on stderr, all of them, and make the exit status 125.
 pub fn run(args: &ProfilesArgs) -> Result<ExitCode, Error> {
-    let user = user_profiles::load_all()?;
-    let text = if args.json { json(&user) } else { table(&user) };
+    let loaded = user_profiles::load_all();
+    let user = &loaded.profiles;
+    let text = if args.json { json(user) } else { table(user) };
     write_stdout(text.as_bytes())?;
-    Ok(ExitCode::Success)
+    for problem in &loaded.problems {
+        eprintln!("kawrap: {problem}");
+    }
+    if loaded.problems.is_empty() {
+        Ok(ExitCode::Success)
+    } else {
+        eprintln!(
+            "kawrap: {} problem(s) in the profile files; the entries named above are not usable",
+            loaded.problems.len()
+        );
+        Ok(ExitCode::KawrapError)
+    }
 }
 
 fn json(user: &[UserProfile]) -> String {
