@@ -28,9 +28,10 @@ mod systemd;
 mod user_profiles;
 
 // The ground: the options as typed, the profile table's rows, errors and
-// exit statuses.
+// exit statuses, who may change a file.
 mod error;
 mod exit_codes;
+mod permissions;
 mod profile_table;
 mod settings;
 

@@ -29,6 +29,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use crate::error::{Error, describe};
+use crate::permissions::{mode_text, running_as_root, writable_by_others};
 
 /// The system-wide file.
 pub const SYSTEM_FILE: &str = "/etc/kawrap/profiles.toml";
@@ -234,8 +235,7 @@ fn read_file(path: &Path) -> Result<Option<String>, String> {
             metadata.len()
         ));
     }
-    // SAFETY: geteuid(2) cannot fail and touches no memory.
-    if unsafe { libc::geteuid() } == 0 {
+    if running_as_root() {
         trusted_by_root(path, &metadata)?;
     }
     let mut text = String::new();
@@ -251,9 +251,9 @@ fn read_file(path: &Path) -> Result<Option<String>, String> {
 fn trusted_by_root(path: &Path, metadata: &Metadata) -> Result<(), String> {
     if writable_by_others(metadata) {
         return Err(format!(
-            "writable by others than its owner and root (mode {:04o}); as root, kawrap reads only \
+            "writable by others than its owner and root (mode {}); as root, kawrap reads only \
              profile files no one else can change: chmod go-w {}",
-            metadata.mode() & 0o7777,
+            mode_text(metadata),
             path.display()
         ));
     }
@@ -262,21 +262,15 @@ fn trusted_by_root(path: &Path, metadata: &Metadata) -> Result<(), String> {
         let sticky = dir_metadata.mode() & libc::S_ISVTX != 0;
         if writable_by_others(&dir_metadata) && !sticky {
             return Err(format!(
-                "{} is in {}, which is writable by others than its owner and root (mode {:04o}); as \
+                "{} is in {}, which is writable by others than its owner and root (mode {}); as \
                  root, kawrap reads only profile files no one else can change or replace",
                 path.display(),
                 dir.display(),
-                dir_metadata.mode() & 0o7777
+                mode_text(&dir_metadata)
             ));
         }
     }
     Ok(())
-}
-
-/// Writable by "other", or by a group other than root's.
-fn writable_by_others(metadata: &Metadata) -> bool {
-    let mode = metadata.mode();
-    mode & 0o002 != 0 || (mode & 0o020 != 0 && metadata.gid() != 0)
 }
 
 /// What kind of file this is, for a message.

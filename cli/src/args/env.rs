@@ -12,8 +12,8 @@ pub struct EnvArgs {
     #[command(flatten)]
     pub settings: Settings,
 
-    /// The syntax to print: `sh` (also bash, zsh, dash, ksh) or `fish`
-    #[arg(long, value_enum, default_value_t = Shell::Sh, help_heading = "Output")]
+    /// The shell whose syntax to print: sh, bash, zsh (and dash, ksh: all `export`) or fish
+    #[arg(long, value_enum, default_value_t = Shell::Sh, conflicts_with = "systemd", help_heading = "Output")]
     pub shell: Shell,
 
     /// Print the lines that undo `kawrap env`: libkawrap.so leaves LD_PRELOAD (other
@@ -48,13 +48,37 @@ pub struct EnvArgs {
     pub unit_dir: PathBuf,
 }
 
-/// Shell syntaxes `kawrap env` can print.
+/// The shells `kawrap env` prints for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Shell {
-    /// POSIX sh: `export VAR='value'`, `unset VAR` (bash, zsh, dash, ksh).
+    /// POSIX sh, and dash and ksh
+    #[value(alias = "dash", alias = "ksh")]
     Sh,
-    /// fish: `set -gx VAR 'value'`, `set -e VAR`.
+    /// bash (the same lines as sh)
+    Bash,
+    /// zsh (the same lines as sh)
+    Zsh,
+    /// fish
     Fish,
+}
+
+/// The two syntaxes those shells need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Syntax {
+    /// `export VAR='value'`, `unset VAR`.
+    Posix,
+    /// `set -gx VAR 'value'`, `set -e VAR`.
+    Fish,
+}
+
+impl Shell {
+    /// The syntax this shell reads.
+    pub fn syntax(self) -> Syntax {
+        match self {
+            Shell::Sh | Shell::Bash | Shell::Zsh => Syntax::Posix,
+            Shell::Fish => Syntax::Fish,
+        }
+    }
 }
 
 /// The long help's opening (set on the subcommand in `Subcommand`).
@@ -75,7 +99,7 @@ Examples:
   eval \"$(kawrap env --unset)\"
   kawrap env --systemd --profile 300/30/5 --unit backup            print the drop-in
   kawrap env --systemd --profile 300/30/5 --unit backup --write    install it
-  systemctl daemon-reload && systemctl restart backup.service
+  systemctl daemon-reload      then backup.service gets it at its next start (the drop-in says when)
 
 A program started from the shell is covered; sudo, setuid programs and static or Go binaries are \
 not (see `kawrap --help`).";

@@ -83,7 +83,7 @@ impl SystemdFiles {
         let regenerate = format!("kawrap bpf systemd --unit {} …", self.unit);
         for (relative, body) in &self.files {
             let path = unit_dir.join(relative);
-            if crate::systemd::write_unit_file(&path, body, force, &regenerate)? {
+            if crate::systemd::write_unit_file(unit_dir, relative, body, force, &regenerate)? {
                 eprintln!("kawrap: wrote {}", path.display());
             } else {
                 eprintln!("kawrap: {} already has this content", path.display());
