@@ -43,3 +43,40 @@ fn host_bits_and_dead_rules_are_warned_about_and_the_run_goes_on() {
     assert!(out.stderr().contains("has bits set past the prefix"), "{}", out.stderr());
     assert!(!out.stdout().contains("warning"), "{}", out.stdout());
 }
+
+// ---- a subcommand's name mistyped ----
+
+#[test]
+fn a_mistyped_subcommand_is_suggested_instead_of_the_path() {
+    let env = TestEnv::new();
+    let empty = env.root().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    for (typed, meant) in [("profile", "profiles"), ("chek", "check"), ("atach", "attach"), ("evn", "env")] {
+        let out = env.kawrap().env("PATH", &empty).lib(&env.fake_lib()).args([typed]).run().code(127);
+        let stderr = out.stderr();
+        assert_eq!(
+            stderr.lines().collect::<Vec<_>>(),
+            [
+                format!("kawrap: {typed}: command not found"),
+                format!("  did you mean `kawrap {meant}`? (there is no program `{typed}` in PATH either)"),
+            ],
+            "{stderr}"
+        );
+    }
+    // Nothing like a subcommand: where kawrap looked, as before.
+    env.kawrap()
+        .env("PATH", &empty)
+        .lib(&env.fake_lib())
+        .args(["psqll"])
+        .run()
+        .code(127)
+        .stderr_contains("looked in PATH=");
+}
+
+#[test]
+fn a_program_named_like_a_typo_still_runs() {
+    let env = TestEnv::new();
+    env.write_file("bin/chek", "#!/bin/sh\nexit 4\n", 0o755);
+    let lib = testenv::harmless_preload();
+    env.kawrap().env("PATH", env.root().join("bin")).lib(&lib).args(["chek"]).run().code(4);
+}

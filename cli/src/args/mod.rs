@@ -91,6 +91,45 @@ pub fn is_subcommand(name: &str) -> bool {
     Cli::command().get_subcommands().any(|sub| sub.get_name() == name)
 }
 
+/// The subcommand `name` looks like a typo of (`profile`, `chek`), if any:
+/// one edit away (a letter missing, extra, changed, or two swapped), two
+/// for names of five letters or more.
+pub fn similar_subcommand(name: &str) -> Option<String> {
+    let typed = name.to_ascii_lowercase();
+    Cli::command()
+        .get_subcommands()
+        .map(|sub| sub.get_name().to_owned())
+        .filter(|sub| sub != name)
+        .map(|sub| (edit_distance(&typed, &sub), sub))
+        .filter(|(distance, sub)| *distance <= if sub.len() >= 5 { 2 } else { 1 })
+        .min()
+        .map(|(_, sub)| sub)
+}
+
+/// Optimal string alignment distance: insertions, deletions, substitutions
+/// and swaps of neighbours each count one.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut rows = vec![vec![0; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in rows[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (rows[i - 1][j] + 1).min(rows[i][j - 1] + 1).min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = best;
+        }
+    }
+    rows[a.len()][b.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use kawrap_core::BUILTIN_PROFILES;
@@ -134,6 +173,25 @@ mod tests {
     fn is_subcommand_knows_profiles() {
         assert!(is_subcommand("profiles"));
         assert!(!is_subcommand("psql"));
+    }
+
+    #[test]
+    fn typos_of_subcommands() {
+        for (typed, meant) in [
+            ("profile", "profiles"),
+            ("chek", "check"),
+            ("chekc", "check"),
+            ("ENV", "env"),
+            ("atach", "attach"),
+        ] {
+            assert_eq!(similar_subcommand(typed).as_deref(), Some(meant), "{typed}");
+        }
+        for unlike in ["psql", "profiles", "ls", "sh", "true", "cheese", "bash"] {
+            assert_eq!(similar_subcommand(unlike), None, "{unlike}");
+        }
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("ab", "ba"), 1);
     }
 
     #[test]

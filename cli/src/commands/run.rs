@@ -76,13 +76,22 @@ pub fn run(args: &LaunchArgs) -> Result<ExitCode, Error> {
 }
 
 /// [`find_command`], and when COMMAND is not found but is named like one of
-/// kawrap's subcommands, the hint says how to get the subcommand.
+/// kawrap's subcommands, the hint says how to get the subcommand; when it
+/// looks like a mistyped one (`kawrap chek`), the hint is that subcommand,
+/// not where kawrap looked for a program.
 fn find_program(name: &OsStr) -> Result<PathBuf, Error> {
     find_command(name).map_err(|error| match error {
         Error::CommandNotFound { name, reason, mut hint } if args::is_subcommand(&name) => {
             hint.push_str(&format!(
                 "\n`{name}` is also a kawrap subcommand: write `kawrap {name}` with nothing before it to use it"
             ));
+            Error::CommandNotFound { name, reason, hint }
+        }
+        Error::CommandNotFound { name, reason, .. }
+            if !name.contains('/') && args::similar_subcommand(&name).is_some() =>
+        {
+            let meant = args::similar_subcommand(&name).unwrap_or_default();
+            let hint = format!("did you mean `kawrap {meant}`? (there is no program `{name}` in PATH either)");
             Error::CommandNotFound { name, reason, hint }
         }
         error => error,
