@@ -13,8 +13,9 @@ mod commands;
 mod args;
 
 // What the commands share: settings → environment plan, the eBPF mode,
-// and what the shim cannot reach.
+// what the shim cannot reach, and the shell completions.
 mod bpf_mode;
+mod completions;
 mod env_plan;
 mod reach;
 
@@ -36,7 +37,7 @@ mod profile_table;
 mod settings;
 
 use args::Subcommand;
-use commands::{attach, bpf, check, env, generate, profiles, run};
+use commands::{attach, bpf, check, complete, env, generate, profiles, run};
 use error::Error;
 use exit_codes::ExitCode;
 
@@ -46,6 +47,10 @@ fn main() -> std::process::ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|arg| arg == generate::NAME) {
         return generate::run(&args[2..]).unwrap_or_else(|error| report(&error)).into();
+    }
+    // What the shell completions ask kawrap, likewise.
+    if args.get(1).is_some_and(|arg| arg == complete::NAME) {
+        return complete::run(&args[2..]).unwrap_or_else(|error| report(&error)).into();
     }
     let cli = match args::parse_from(args) {
         Ok(cli) => cli,

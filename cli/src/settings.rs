@@ -15,7 +15,7 @@ pub struct Settings {
     pub keepalive: Keepalive,
 
     /// Append one line per socket kawrap changes to FILE (made absolute, created if missing)
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     pub log: Option<PathBuf>,
 
     /// The libkawrap.so to preload [default: $KAWRAP_LIB, then next to the kawrap binary,
@@ -23,7 +23,7 @@ pub struct Settings {
     // KAWRAP_LIB is read where the library is looked for (library.rs), not
     // by clap: an exported one must not conflict with --bpf, which preloads
     // nothing.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::FilePath)]
     pub lib: Option<PathBuf>,
 }
 
@@ -50,7 +50,7 @@ pub struct Keepalive {
 
     /// Who wins when the program sets keepalive options itself: `respect` (the program) or
     /// `force` (the profile)
-    #[arg(long, value_name = "POLICY", default_value = "respect")]
+    #[arg(long, value_name = "POLICY", default_value = "respect", value_parser = PolicyParser)]
     pub policy: String,
 
     /// Add TCP_USER_TIMEOUT to --profile, or replace the one it has: `auto`, milliseconds,
@@ -62,4 +62,31 @@ pub struct Keepalive {
     /// kernel's default (off).
     #[arg(long, value_name = "UT")]
     pub user_timeout: Option<String>,
+}
+
+/// `--policy`: checked by kawrap-core (its message on error), and its
+/// values known to `--help` and the shell completions.
+#[derive(Clone, Copy, Debug)]
+struct PolicyParser;
+
+impl clap::builder::TypedValueParser for PolicyParser {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        _: &clap::Command,
+        _: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        let text = value.to_string_lossy();
+        match kawrap_core::Policy::parse(&text) {
+            Ok(_) => Ok(text.into_owned()),
+            Err(error) => Err(clap::Error::raw(clap::error::ErrorKind::InvalidValue, format!("{error}\n"))),
+        }
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        let names = [kawrap_core::Policy::Respect, kawrap_core::Policy::Force].map(|policy| policy.name());
+        Some(Box::new(names.into_iter().map(clap::builder::PossibleValue::new)))
+    }
 }

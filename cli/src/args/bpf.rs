@@ -18,7 +18,7 @@ pub struct BpfArgs {
 #[group(required = true, multiple = false)]
 pub struct DetachTarget {
     /// The cgroup v2 directory
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::DirPath)]
     pub cgroup: Option<PathBuf>,
     /// Everything: kawrap's programs leave every cgroup they were attached to with `attach`
     /// or through a pinned copy, and every pin goes (running `kawrap --bpf` commands keep
@@ -49,7 +49,7 @@ pub enum BpfAction {
     /// live. For a service, `kawrap bpf systemd` lasts across restarts
     Attach {
         /// The cgroup v2 directory
-        #[arg(long, value_name = "PATH")]
+        #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::DirPath)]
         cgroup: PathBuf,
         #[command(flatten)]
         keepalive: Keepalive,

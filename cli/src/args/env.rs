@@ -44,7 +44,13 @@ pub struct EnvArgs {
     pub force: bool,
 
     /// Where unit drop-ins go (~/.config/systemd/user for `systemctl --user` units)
-    #[arg(long, value_name = "DIR", default_value = SYSTEM_UNIT_DIR, help_heading = "systemd")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = SYSTEM_UNIT_DIR,
+        value_hint = clap::ValueHint::DirPath,
+        help_heading = "systemd"
+    )]
     pub unit_dir: PathBuf,
 }
 

@@ -12,16 +12,12 @@ use std::path::Path;
 
 use clap_complete::Shell;
 
+use crate::completions::{bash, fish};
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
 
 /// The first argument that selects this instead of the normal parser.
 pub const NAME: &str = "__generate";
-
-/// The shells completions are made for, and the file name each gets in
-/// DIR (the one `clap_complete` gives it; `make install` renames them to
-/// what each shell looks for).
-const SHELLS: [Shell; 3] = [Shell::Bash, Shell::Zsh, Shell::Fish];
 
 /// `args` are what follows `__generate`.
 pub fn run(args: &[OsString]) -> Result<ExitCode, Error> {
@@ -49,14 +45,18 @@ fn man_pages(dir: &Path) -> Result<(), Error> {
         .map_err(|error| Error::io(format!("cannot write man pages into {}", dir.display()), error))
 }
 
-/// kawrap.bash, _kawrap (zsh) and kawrap.fish.
+/// kawrap.bash and kawrap.fish (kawrap's own generators, which know what a
+/// profile or a PID is and where COMMAND starts), and _kawrap (zsh,
+/// clap_complete's).
 fn completions(dir: &Path) -> Result<(), Error> {
     create_dir(dir)?;
     let mut command = crate::args::command();
-    for shell in SHELLS {
-        clap_complete::generate_to(shell, &mut command, "kawrap", dir).map_err(|error| {
-            Error::io(format!("cannot write {shell} completions into {}", dir.display()), error)
-        })?;
+    clap_complete::generate_to(Shell::Zsh, &mut command, "kawrap", dir)
+        .map_err(|error| Error::io(format!("cannot write zsh completions into {}", dir.display()), error))?;
+    for (name, script) in [("kawrap.bash", bash::script(&command)), ("kawrap.fish", fish::script(&command))] {
+        let path = dir.join(name);
+        fs::write(&path, script)
+            .map_err(|error| Error::io(format!("cannot write {}", path.display()), error))?;
     }
     Ok(())
 }
