@@ -13,10 +13,11 @@ mod commands;
 mod args;
 
 // What the commands share: settings → environment plan, the eBPF mode,
-// what the shim cannot reach, and the shell completions.
+// what the shim cannot reach, the shell completions and the man pages.
 mod bpf_mode;
 mod completions;
 mod env_plan;
+mod man;
 mod reach;
 
 // Finding libkawrap.so and COMMAND, the kernel's view of TCP sockets,

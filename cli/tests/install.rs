@@ -121,11 +121,11 @@ fn make_install_then_uninstall() {
             .unwrap();
         let text = String::from_utf8_lossy(&rendered.stdout);
         assert!(rendered.status.success(), "man -l: {}", String::from_utf8_lossy(&rendered.stderr));
-        for heading in ["NAME", "SYNOPSIS", "DESCRIPTION", "KEEPALIVE SETTINGS", "Subcommands"] {
+        for heading in ["NAME", "SYNOPSIS", "DESCRIPTION", "KEEPALIVE SETTINGS", "SUBCOMMANDS"] {
             assert!(text.lines().any(|line| line == heading), "{heading} missing from:\n{text}");
         }
         assert!(text.contains("--profile"), "{text}");
-        assert!(text.contains("What kawrap cannot reach"), "{text}");
+        assert!(text.contains("WHAT KAWRAP CANNOT REACH"), "{text}");
     } else {
         eprintln!("SKIP (part): man is not installed; checked the roff source only");
     }

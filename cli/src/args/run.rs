@@ -145,6 +145,6 @@ What kawrap cannot reach (it warns once before running such a program; -q silenc
   net.ipv4.tcp_keepalive_*.
 
 Exit status:
-  the program's own status when it ran; 125 when kawrap itself failed (invalid option,
+  The program's own status when it ran; 125 when kawrap itself failed (invalid option,
   libkawrap.so not found); 126 when COMMAND was found but cannot be executed; 127 when
   COMMAND was not found.";

@@ -15,6 +15,7 @@ use clap_complete::Shell;
 use crate::completions::{bash, fish};
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
+use crate::man;
 
 /// The first argument that selects this instead of the normal parser.
 pub const NAME: &str = "__generate";
@@ -41,8 +42,14 @@ pub fn run(args: &[OsString]) -> Result<ExitCode, Error> {
 /// kawrap.1, and kawrap-SUBCOMMAND.1 for each subcommand.
 fn man_pages(dir: &Path) -> Result<(), Error> {
     create_dir(dir)?;
-    clap_mangen::generate_to(crate::args::command(), dir)
-        .map_err(|error| Error::io(format!("cannot write man pages into {}", dir.display()), error))
+    let pages = man::pages(crate::args::command())
+        .map_err(|error| Error::io(format!("cannot make the man pages for {}", dir.display()), error))?;
+    for page in pages {
+        let path = dir.join(&page.file_name);
+        fs::write(&path, page.text)
+            .map_err(|error| Error::io(format!("cannot write {}", path.display()), error))?;
+    }
+    Ok(())
 }
 
 /// kawrap.bash and kawrap.fish (kawrap's own generators, which know what a
