@@ -140,9 +140,10 @@ A program or a subcommand?
 What kawrap cannot reach (it warns once before running such a program; -q silences it):
   Go programs and statically linked programs (they do not use the C library's socket
   functions), setuid/setgid or file-capability programs and anything run through sudo or
-  doas (the loader or sudo drops LD_PRELOAD; write `sudo kawrap … CMD`). For the others:
-  `kawrap attach PID` once the program runs, or the system-wide sysctl
-  net.ipv4.tcp_keepalive_*.
+  doas (the loader or sudo drops LD_PRELOAD; write `sudo kawrap … CMD`). For those, the eBPF
+  mode applies the same profile from the kernel, whatever the program is made of (root):
+  `kawrap --bpf [OPTIONS] -- COMMAND` for one command and what it starts, `kawrap bpf attach
+  --cgroup DIR` for a whole service. A program already running: `kawrap attach PID`.
 
 Exit status:
   The program's own status when it ran; 125 when kawrap itself failed (invalid option,

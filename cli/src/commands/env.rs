@@ -69,7 +69,10 @@ pub fn run(args: &EnvArgs) -> Result<ExitCode, Error> {
         Installed::Written => eprintln!("kawrap: wrote {}", path.display()),
         Installed::Unchanged => eprintln!("kawrap: {} already has this content", path.display()),
     }
-    eprintln!("kawrap: apply it: systemctl daemon-reload; {}", taking_effect(&unit, view.oneshot).join(" "));
+    eprintln!("kawrap: then run: systemctl daemon-reload");
+    for line in taking_effect(&unit, view.oneshot) {
+        eprintln!("kawrap: {line}");
+    }
     Ok(ExitCode::Success)
 }
 
@@ -200,9 +203,9 @@ fn drop_in(plan: &EnvPlan, unit: Option<&str>, unit_dir: &Path, view: &UnitView)
         if let Some(kept) = kept {
             preload.push(':');
             preload.push_str(&systemd_escape("LD_PRELOAD", &kept, true)?);
+            let _ = writeln!(text, "# {unit_text} sets its own LD_PRELOAD ({}):", theirs.at);
             let _ =
-                writeln!(text, "# {unit_text} sets its own LD_PRELOAD ({}): kept, after kawrap's", theirs.at);
-            let _ = writeln!(text, "# library, which this line would otherwise replace.");
+                writeln!(text, "# kept, after kawrap's library, which this line would otherwise replace.");
             notes.push(format!(
                 "{unit_text} sets LD_PRELOAD={} ({}); the drop-in keeps it, after kawrap's library: \
                  LD_PRELOAD={preload}",
@@ -256,8 +259,8 @@ fn drop_in(plan: &EnvPlan, unit: Option<&str>, unit_dir: &Path, view: &UnitView)
 fn taking_effect(unit: &str, oneshot: Option<bool>) -> Vec<String> {
     match oneshot {
         Some(true) => vec![
-            format!("It takes effect at {unit}'s next run (a timer's, say): it is Type=oneshot,"),
-            "so restarting it now would run it now.".to_owned(),
+            format!("It takes effect at {unit}'s next run (by its timer, say): it is"),
+            "Type=oneshot, so restarting it would run the job right away.".to_owned(),
         ],
         Some(false) => vec![
             "Its running processes keep their environment until they restart; when it suits you:".to_owned(),
@@ -265,8 +268,8 @@ fn taking_effect(unit: &str, oneshot: Option<bool>) -> Vec<String> {
         ],
         None => vec![
             "It takes effect when the service next starts: a long-running service at".to_owned(),
-            format!("`systemctl restart {unit}` (when it suits you); a Type=oneshot job (a backup"),
-            "a timer starts) at its next run, as restarting it would run it now.".to_owned(),
+            format!("`systemctl restart {unit}` (when it suits you), a Type=oneshot job (a backup"),
+            "a timer starts) at its next run, since restarting it would run it right away.".to_owned(),
         ],
     }
 }
