@@ -190,8 +190,9 @@ fn drop_in(plan: &EnvPlan, unit: Option<&str>, unit_dir: &Path, view: &UnitView)
     for line in taking_effect(unit_text, view.oneshot) {
         let _ = writeln!(text, "# {line}");
     }
-    let _ = writeln!(text, "# While it runs, check its sockets:");
-    let _ = writeln!(text, "#   {}", check_command(unit_text, &profile.to_string()));
+    for line in how_to_check(unit_text, &profile.to_string()) {
+        let _ = writeln!(text, "# {line}");
+    }
 
     // The unit's own preload, after kawrap's library (as `kawrap COMMAND`
     // puts them): kawrap's hooks see the program's socket calls first, and
@@ -275,8 +276,15 @@ fn taking_effect(unit: &str, oneshot: Option<bool>) -> Vec<String> {
 }
 
 /// The command that checks the service's live sockets against the profile.
-fn check_command(unit: &str, profile: &str) -> String {
-    format!("kawrap check --unit {unit} --expect {profile}")
+/// How to check the service's live sockets against the profile, as comment
+/// lines. Each of its processes is checked on its own: for `ExecStart=sh -c
+/// 'pg_dump …'` the sockets are pg_dump's, not the shell's (the main PID).
+fn how_to_check(unit: &str, profile: &str) -> Vec<String> {
+    vec![
+        format!("While it runs, check its sockets: `systemd-cgls -u {unit}` lists its"),
+        "processes (under `sh -c …`, the programs the shell started), then for each".to_owned(),
+        format!("  kawrap check --pid PID --expect {profile}"),
+    ]
 }
 
 #[cfg(test)]
@@ -346,7 +354,7 @@ mod tests {
         let text = drop_in.text;
         assert!(text.contains("#   /etc/systemd/system/backup.service.d/50-kawrap.conf\n"), "{text}");
         assert!(text.contains("#   systemctl daemon-reload\n"), "{text}");
-        assert!(text.contains("#   kawrap check --unit backup.service --expect 300/30/5\n"), "{text}");
+        assert!(text.contains("#   kawrap check --pid PID --expect 300/30/5\n"), "{text}");
         assert!(text.contains("REPLACES this LD_PRELOAD"), "{text}");
         let body: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(
