@@ -106,6 +106,21 @@ struct Entry {
     description: Option<String>,
 }
 
+impl Entry {
+    /// The profile this entry defines as `name` in `path`, or where in the
+    /// file (a byte offset) and why it is not one.
+    fn into_profile(self, name: &str, path: &Path) -> Result<UserProfile, (usize, String)> {
+        let profile = KeepaliveProfile::parse(self.keepalive.get_ref())
+            .map_err(|error| (self.keepalive.span().start, format!("keepalive {error}")))?;
+        Ok(UserProfile {
+            name: name.to_owned(),
+            profile,
+            description: self.description,
+            source: path.to_owned(),
+        })
+    }
+}
+
 /// A profile from the command line: a built-in name, IDLE/INTVL/CNT[/UT],
 /// or a name from the profile files (looked up only when it is neither).
 /// A problem in that name's entry, or in reading a file, is an error;
@@ -348,30 +363,17 @@ pub fn parse_file(path: &Path, text: &str) -> (Vec<UserProfile>, Vec<Problem>) {
             problems.push(at(reason.to_owned()));
             continue;
         }
-        let entry = match Entry::deserialize(ValueDeserializer::from(value.clone())) {
-            Ok(entry) => entry,
-            Err(error) => {
+        let user_profile = Entry::deserialize(ValueDeserializer::from(value.clone()))
+            .map_err(|error| {
                 let offset = error.span().map_or(offset, |span| span.start);
-                problems.push(problem(
-                    offset,
-                    Some(name),
-                    format!("profile {name:?}: {}", error.message().trim_end()),
-                ));
-                continue;
+                (offset, error.message().trim_end().to_owned())
+            })
+            .and_then(|entry| entry.into_profile(name, path));
+        match user_profile {
+            Ok(user_profile) => profiles.push(user_profile),
+            Err((offset, reason)) => {
+                problems.push(problem(offset, Some(name), format!("profile {name:?}: {reason}")))
             }
-        };
-        match KeepaliveProfile::parse(entry.keepalive.get_ref()) {
-            Ok(profile) => profiles.push(UserProfile {
-                name: name.to_owned(),
-                profile,
-                description: entry.description,
-                source: path.to_owned(),
-            }),
-            Err(error) => problems.push(problem(
-                entry.keepalive.span().start,
-                Some(name),
-                format!("profile {name:?}: keepalive {error}"),
-            )),
         }
     }
     problems.sort_by_key(|problem| problem.line);
