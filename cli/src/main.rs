@@ -20,9 +20,11 @@ mod env_plan;
 mod man;
 mod reach;
 
-// Finding libkawrap.so and COMMAND, the kernel's view of TCP sockets,
-// systemd units, profile names (profiles.toml), and writing for people.
+// Finding libkawrap.so and COMMAND, opening the --log file, the kernel's
+// view of TCP sockets, systemd units, profile names (profiles.toml), and
+// writing for people.
 mod library;
+mod log_file;
 mod output;
 mod program;
 mod sockets;

@@ -15,6 +15,10 @@ pub struct Settings {
     pub keepalive: Keepalive,
 
     /// Append one line per socket kawrap changes to FILE (made absolute, created if missing)
+    ///
+    /// FILE must be a regular file (not a FIFO or a device) and is never opened through a
+    /// symbolic link: the file itself may not be one, and a link on the way to it is followed
+    /// only if root or you own it.
     #[arg(long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     pub log: Option<PathBuf>,
 

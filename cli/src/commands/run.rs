@@ -3,7 +3,6 @@
 //! (`program`), warns when the shim cannot reach it (`reach`), and becomes
 //! it; with `--bpf`, runs it in a cgroup of the eBPF mode instead.
 use std::ffi::{OsStr, OsString};
-use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,7 +13,7 @@ use crate::error::Error;
 use crate::exit_codes::ExitCode;
 use crate::output::{describe_config, shell_quote, warn, write_stdout};
 use crate::program::{exec_error, find_command};
-use crate::{bpf_mode, reach};
+use crate::{bpf_mode, log_file, reach};
 
 /// `kawrap [OPTIONS] COMMAND [ARGS]...`: returns only on error, or after
 /// `--dry-run`; otherwise the process has become the program.
@@ -55,12 +54,8 @@ pub fn run(args: &LaunchArgs) -> Result<ExitCode, Error> {
     }
     if let Some(log) = &plan.log {
         // The shim never writes to the terminal, so a log file it cannot
-        // open would go unnoticed: find out now.
-        OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(log)
-            .map_err(|error| Error::io(format!("--log: cannot open {}", log.display()), error))?;
+        // open would go unnoticed: find out now (and refuse links, FIFOs…).
+        log_file::open_for_append(log)?;
     }
     let mut command = Command::new(&program);
     command.arg0(name).args(rest);
