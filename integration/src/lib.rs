@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+pub mod cgroup;
+pub mod cli;
 pub mod clients;
 pub mod debian;
 pub mod dist;

@@ -1,6 +1,9 @@
 //! Running `kaprobe` (see src/bin/kaprobe.rs) with and without the shim.
 use std::path::Path;
 use std::process::Command;
+use std::sync::mpsc::Receiver;
+
+use crate::process::{KillOnDrop, expect_line_starting_with, spawn_with_lines};
 
 /// How to run the probe: which environment the shim sees.
 #[derive(Clone, Debug, Default)]
@@ -71,4 +74,54 @@ pub fn sysctl(name: &str) -> i32 {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// A kaprobe process that keeps running (its steps end in `sleep:SECS`),
+/// killed when dropped.
+pub struct Running {
+    /// The process.
+    pub child: KillOnDrop,
+    /// Its pid, as it printed it.
+    pub pid: u32,
+    /// What it prints from now on.
+    pub lines: Receiver<String>,
+}
+
+/// `PROBE pid STEPS…` without the shim or kawrap's variables: `probe` is
+/// the kaprobe binary; its first line is its pid.
+pub fn command(probe: &Path, steps: &[&str]) -> Command {
+    let mut command = Command::new(probe);
+    crate::without_kawrap_env(&mut command).arg("pid").args(steps);
+    command
+}
+
+/// `sh -c 'PROBE pid STEPS… TAIL'`: kaprobe under a shell that stays (with
+/// a TAIL of `| cat`, a pipeline; of `; true`, as a service's `sh -c` runs).
+pub fn under_shell(probe: &Path, steps: &[&str], tail: &str) -> Command {
+    let mut shell = Command::new("sh");
+    let script = format!("\"$PROBE\" pid {} {tail}", steps.join(" "));
+    crate::without_kawrap_env(&mut shell).args(["-c", &script]).env("PROBE", probe);
+    shell
+}
+
+/// Starts `command` (whose kaprobe begins with the `pid` step) and waits
+/// until it printed its pid and then a line starting with `ready`.
+pub fn start(command: Command, ready: &str) -> Running {
+    let (child, lines) = spawn_with_lines(command);
+    let pid = expect_line_starting_with(&lines, "pid=", "kaprobe")["pid=".len()..].parse().expect("a pid");
+    expect_line_starting_with(&lines, ready, "kaprobe");
+    Running { child, pid, lines }
+}
+
+/// The steps of a socket that sets keepalive `idle/intvl/cnt` itself, then
+/// connects to `to`.
+pub fn keepalive_socket(idle: u32, intvl: u32, cnt: u32, to: &str) -> Vec<String> {
+    vec![
+        "socket:inet:stream".into(),
+        "set:keepalive=1".into(),
+        format!("set:idle={idle}"),
+        format!("set:intvl={intvl}"),
+        format!("set:cnt={cnt}"),
+        format!("connect:{to}"),
+    ]
 }

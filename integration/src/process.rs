@@ -90,11 +90,26 @@ pub fn spawn_with_lines(mut cmd: Command) -> (KillOnDrop, Receiver<String>) {
 
 /// Waits for the line `want`; panics with everything seen if it does not come.
 pub fn expect_line(lines: &Receiver<String>, want: &str, what: &str) {
+    expect_line_starting(lines, want, what, |line| line == want);
+}
+
+/// Waits for a line that starts with `prefix` and returns it; panics with
+/// everything seen if none comes within 10 s.
+pub fn expect_line_starting_with(lines: &Receiver<String>, prefix: &str, what: &str) -> String {
+    expect_line_starting(lines, prefix, what, |line| line.starts_with(prefix))
+}
+
+fn expect_line_starting(
+    lines: &Receiver<String>,
+    want: &str,
+    what: &str,
+    matches: impl Fn(&str) -> bool,
+) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut seen = Vec::new();
     while let Some(left) = deadline.checked_duration_since(Instant::now()) {
         match lines.recv_timeout(left) {
-            Ok(line) if line == want => return,
+            Ok(line) if matches(&line) => return line,
             Ok(line) => seen.push(line),
             Err(_) => break,
         }

@@ -2,6 +2,7 @@
 //!
 //! `ss -o` prints `timer:(keepalive,4min59sec,0)` for a socket whose
 //! keepalive timer is armed; that (not a literal "ka") is what tests assert.
+use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
@@ -46,10 +47,25 @@ pub fn ss(filter: &[&str]) -> Vec<SsLine> {
     String::from_utf8_lossy(&output.stdout).lines().filter_map(parse_line).collect()
 }
 
-/// Established TCP sockets whose peer port is `port`.
+/// Established loopback connections to `127.0.0.1:port` (a test's own
+/// server): the clients' ends. Both ends are matched as far as they are
+/// known (the clients' ports are theirs to choose), so another program's
+/// connection that happens to share a port number is never picked.
 pub fn established_to_port(port: u16) -> Vec<SsLine> {
-    let filter = format!("( dport = :{port} )");
+    let filter = format!("( src 127.0.0.1 and dst 127.0.0.1:{port} )");
     ss(&["state", "established", &filter])
+}
+
+/// The server's ends of the loopback connections to `127.0.0.1:port`.
+pub fn established_from_port(port: u16) -> Vec<SsLine> {
+    let filter = format!("( src 127.0.0.1:{port} and dst 127.0.0.1 )");
+    ss(&["state", "established", &filter])
+}
+
+/// The one established connection from `local` to `peer`, both ends matched.
+pub fn connection(local: SocketAddr, peer: SocketAddr) -> Option<SsLine> {
+    let filter = format!("( src {local} and dst {peer} )");
+    ss(&["state", "established", &filter]).into_iter().next()
 }
 
 /// Parses `ESTAB 0 0 127.0.0.1:40000 127.0.0.1:5432 timer:(keepalive,4min59sec,0)`.
@@ -111,7 +127,34 @@ pub fn parse_ss_duration(text: &str) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
+    use std::net::TcpListener;
+
+    use socket2::{Domain, SockRef, Socket, TcpKeepalive, Type};
+
     use super::*;
+
+    /// Another connection from the same port number (here from another
+    /// loopback address) is what made a test that filtered on `sport`
+    /// alone pick the wrong socket: [`connection`] matches both ends.
+    #[test]
+    fn a_connection_is_told_apart_from_another_on_the_same_port() {
+        let (first, second) =
+            (TcpListener::bind("127.0.0.1:0").unwrap(), TcpListener::bind("127.0.0.1:0").unwrap());
+        let ours = std::net::TcpStream::connect(first.local_addr().unwrap()).unwrap();
+        SockRef::from(&ours)
+            .set_tcp_keepalive(&TcpKeepalive::new().with_time(Duration::from_secs(300)))
+            .unwrap();
+        let local = ours.local_addr().unwrap();
+        let decoy = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        decoy.bind(&SocketAddr::from(([127, 0, 0, 2], local.port())).into()).unwrap();
+        decoy.connect(&second.local_addr().unwrap().into()).unwrap();
+
+        let by_port = ss(&["state", "established", &format!("( sport = :{} )", local.port())]);
+        assert_eq!(by_port.len(), 2, "both share the port: {by_port:?}");
+        let line = connection(local, first.local_addr().unwrap()).expect("our connection");
+        assert_eq!(line.local, local.to_string());
+        assert!(line.keepalive().is_some_and(|t| t <= Duration::from_secs(300)), "{}", line.raw);
+    }
 
     #[test]
     fn reads_keepalive_timer() {

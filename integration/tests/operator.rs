@@ -5,16 +5,17 @@
 //! process then notices a vanished peer in the profile's time; `kawrap env`
 //! output sourced by a real bash arms the timer of the programs it starts;
 //! the systemd drop-in is what systemd accepts.
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use kawrap_integration::cli::{describe, kawrap, may_copy_sockets, stdout};
 use kawrap_integration::netns::{self, NetnsPair, SERVER_ADDR};
 use kawrap_integration::process::{KillOnDrop, expect_line, spawn_with_lines};
 use kawrap_integration::servers::free_port;
 use kawrap_integration::ss::{self, SsLine};
-use kawrap_integration::{is_root, kawrap_bin, poll, shim_path, skip_unless, without_kawrap_env};
+use kawrap_integration::{kawrap_bin, poll, shim_path, skip_unless, without_kawrap_env};
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_blocking_client");
 const PROBE: &str = env!("CARGO_BIN_EXE_kaprobe");
@@ -44,32 +45,11 @@ fn loopback_client(port: u16, kawrap_profile: Option<&str>) -> KillOnDrop {
     client
 }
 
-/// `kawrap ARGS…`, run to completion.
-fn kawrap(args: &[&str]) -> Output {
-    Command::new(kawrap_bin()).args(args).env_remove("LD_PRELOAD").output().expect("run kawrap")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}stderr:\n{}",
-        output.status,
-        stdout(output),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// The client socket to `port` whose local port is `local_port`, as ss shows it.
+/// The client socket from 127.0.0.1:`local_port` to 127.0.0.1:`port`, as ss shows it.
 fn ss_client_socket(port: u16, local_port: u16) -> SsLine {
-    let sockets = ss::established_to_port(port);
-    sockets
-        .iter()
-        .find(|line| line.local_port() == Some(local_port))
-        .cloned()
-        .unwrap_or_else(|| panic!("no socket from :{local_port} to :{port} in ss: {sockets:?}"))
+    let (local, peer) =
+        (SocketAddr::from(([127, 0, 0, 1], local_port)), SocketAddr::from(([127, 0, 0, 1], port)));
+    ss::connection(local, peer).unwrap_or_else(|| panic!("no socket from {local} to {peer} in ss"))
 }
 
 /// The local port of the one client socket `pid` holds, from `kawrap check`.
@@ -85,15 +65,9 @@ fn client_local_port(pid: u32, server_port: u16) -> u16 {
     local.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("local port in {row}"))
 }
 
-/// pidfd_getfd on a sibling process: root, or no Yama restriction.
-fn may_copy_sockets_of_siblings() -> bool {
-    let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").unwrap_or_default();
-    is_root() || scope.trim().is_empty() || scope.trim() == "0"
-}
-
 #[test]
 fn check_expect_passes_under_kawrap_and_fails_without() {
-    if skip_unless(may_copy_sockets_of_siblings(), "needs root or kernel.yama.ptrace_scope=0") {
+    if skip_unless(may_copy_sockets(), "needs root or kernel.yama.ptrace_scope=0") {
         return;
     }
     let port = free_port();
@@ -139,7 +113,7 @@ fn check_expect_passes_under_kawrap_and_fails_without() {
 
 #[test]
 fn attach_changes_the_socket_of_a_process_started_without_kawrap() {
-    if skip_unless(may_copy_sockets_of_siblings(), "needs root or kernel.yama.ptrace_scope=0") {
+    if skip_unless(may_copy_sockets(), "needs root or kernel.yama.ptrace_scope=0") {
         return;
     }
     let port = free_port();
@@ -264,11 +238,11 @@ exec "$PROBE" socket:inet:stream connect:127.0.0.1:{port} print sleep:3"#
     let (mut bash, lines) = spawn_with_lines(bash);
     let (_server_side, peer) = listener.accept().expect("the probe connects");
 
-    // While the probe sleeps, its socket as ss sees it.
-    let socket = poll(Duration::from_secs(2), || {
-        ss::ss(&["state", "established", &format!("( sport = :{} )", peer.port())]).into_iter().next()
-    })
-    .expect("the probe's socket in ss");
+    // While the probe sleeps, its socket as ss sees it: both ends matched,
+    // so another program's connection from the same port is never taken.
+    let server = listener.local_addr().expect("address");
+    let socket =
+        poll(Duration::from_secs(2), || ss::connection(peer, server)).expect("the probe's socket in ss");
     assert!(
         socket.keepalive().is_some_and(|t| t <= Duration::from_secs(2)),
         "expected a keepalive timer ≤ 2 s: {}",

@@ -54,7 +54,7 @@ enum End {
 fn established(end: End) -> Vec<SsLine> {
     match end {
         End::Client(port) => ss::established_to_port(port),
-        End::Server(port) => ss::ss(&["state", "established", &format!("( sport = :{port} )")]),
+        End::Server(port) => ss::established_from_port(port),
     }
 }
 

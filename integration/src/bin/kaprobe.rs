@@ -12,6 +12,12 @@
 //! - `print` — `keepalive=1 idle=300 intvl=30 cnt=5 ut=0` (`E<errno>` for a failed read)
 //! - `sleep:SECS`, `read` (block until EOF/error; prints `read=N errno=E elapsed=S`)
 //! - `fds` — number of open descriptors in /proc/self/fd
+//! - `port` — the current socket's local port (`port=N`)
+//! - `pid` — this process's id (`pid=N`)
+//! - `netns:PATH` — setns(2) into the network namespace PATH (`/run/netns/NAME`)
+//! - `unshare:net` — unshare(CLONE_NEWNET): a new, empty network namespace
+//! - `name:TEXT` — prctl(PR_SET_NAME): what /proc/PID/comm shows (any bytes)
+//! - `sockets:N` — N more TCP sockets, never connected (RLIMIT_NOFILE raised to fit)
 //!
 //! Every call prints `STEP=RESULT errno=E`.
 use std::ffi::c_int;
@@ -174,6 +180,56 @@ fn main() {
                     if n < 0 { errno() } else { 0 },
                     start.elapsed().as_secs_f64()
                 )
+            }
+            "pid" => format!("pid={}", std::process::id()),
+            "port" => {
+                // SAFETY: an all-zero sockaddr_storage is valid; len is its size.
+                let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+                let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                // SAFETY: storage and len are live; the kernel writes at most len bytes.
+                let rc =
+                    unsafe { libc::getsockname(fd, &mut storage as *mut _ as *mut libc::sockaddr, &mut len) };
+                // sin_port and sin6_port are at the same offset, network order.
+                // SAFETY: sockaddr_storage is larger than sockaddr_in.
+                let port = unsafe { (*(&storage as *const _ as *const libc::sockaddr_in)).sin_port };
+                format!(
+                    "port={} errno={}",
+                    if rc == 0 { u16::from_be(port) } else { 0 },
+                    if rc < 0 { errno() } else { 0 }
+                )
+            }
+            "netns" => {
+                let ns = std::fs::File::open(rest).expect("open the namespace file");
+                // SAFETY: ns is an open nsfs file; only this (single-threaded) process moves.
+                let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) };
+                format!("netns={rc} errno={}", if rc < 0 { errno() } else { 0 })
+            }
+            "unshare" => {
+                assert_eq!(rest, "net", "only unshare:net");
+                // SAFETY: unshare has no memory-safety preconditions.
+                let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+                format!("unshare={rc} errno={}", if rc < 0 { errno() } else { 0 })
+            }
+            "name" => {
+                let name = std::ffi::CString::new(rest).expect("no NUL in a name");
+                // SAFETY: PR_SET_NAME reads a NUL-terminated string (the kernel keeps 15 bytes).
+                let rc = unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
+                format!("name={rc} errno={}", if rc < 0 { errno() } else { 0 })
+            }
+            "sockets" => {
+                let count: u64 = rest.parse().expect("sockets:N");
+                let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+                // SAFETY: limit is a live rlimit.
+                unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+                limit.rlim_cur = limit.rlim_max.min(count + 64).max(limit.rlim_cur);
+                // SAFETY: limit is a live rlimit.
+                unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+                let made = (0..count)
+                    // SAFETY: plain socket creation; the sockets stay open until exit.
+                    .map(|_| unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) })
+                    .filter(|&fd| fd >= 0)
+                    .count();
+                format!("sockets={made} errno={}", if made as u64 == count { 0 } else { errno() })
             }
             "fds" => format!("fds={}", std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)),
             other => panic!("unknown step {other}"),
