@@ -6,6 +6,7 @@
 //! `kawrap-bpf` crate gives every TCP connection of a process tree the same
 //! profiles and rules. It needs clang to build, so it is a cargo feature
 //! (`bpf`, on in `make`); a kawrap built without it says how to get it.
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::path::Path;
 
@@ -144,4 +145,33 @@ pub fn not_built() -> Error {
                `cargo build --release -p kawrap --features bpf`"
             .to_owned(),
     }
+}
+
+/// The processes an eBPF attachment of kawrap covers: those in an attached
+/// cgroup or below one (`kawrap bpf attach`, and the transient cgroups of
+/// running `kawrap --bpf` commands), as `kawrap bpf status` finds them.
+/// `Err` says why it cannot be told (not root, a kawrap without the mode).
+#[cfg(feature = "bpf")]
+pub fn covered_processes() -> Result<HashSet<u32>, String> {
+    // Without cgroup v2 there can be no attachment; `status` would mount
+    // it to look, and a check changes nothing.
+    let mounts =
+        std::fs::read_to_string("/proc/self/mounts").map_err(|e| format!("/proc/self/mounts: {e}"))?;
+    if !mounts.lines().any(|line| line.split(' ').nth(2) == Some("cgroup2")) {
+        return Ok(HashSet::new());
+    }
+    let attachments = kawrap_bpf::status().map_err(|error| error.to_string())?;
+    let mut covered = HashSet::new();
+    for cgroup in attachments.iter().filter_map(|a| a.cgroup.as_deref()) {
+        // A cgroup removed meanwhile has no processes left to cover.
+        covered.extend(crate::processes::in_cgroup_dir(cgroup).unwrap_or_default());
+    }
+    Ok(covered)
+}
+
+/// The processes an eBPF attachment of kawrap covers: unknown to a kawrap
+/// built without the mode.
+#[cfg(not(feature = "bpf"))]
+pub fn covered_processes() -> Result<HashSet<u32>, String> {
+    Err("this kawrap was built without the eBPF mode".to_owned())
 }

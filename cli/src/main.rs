@@ -13,12 +13,14 @@ mod commands;
 mod args;
 
 // What the commands share: settings → environment plan, the eBPF mode,
-// what the shim cannot reach, the shell completions and the man pages.
+// what the shim cannot reach, which processes `check` and `attach` mean,
+// the shell completions and the man pages.
 mod bpf_mode;
 mod completions;
 mod env_plan;
 mod man;
 mod reach;
+mod selection;
 
 // Finding libkawrap.so and COMMAND, opening the --log file, the kernel's
 // view of TCP sockets, systemd units, profile names (profiles.toml), and
@@ -30,6 +32,9 @@ mod program;
 mod sockets;
 mod systemd;
 mod user_profiles;
+
+// What /proc says about a process: its name, threads, parents, cgroups.
+mod processes;
 
 // The ground: the options as typed, the profile table's rows, errors and
 // exit statuses, who may change a file.

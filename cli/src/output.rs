@@ -1,4 +1,5 @@
 //! Writing what kawrap prints on stdout, and what -v says on stderr.
+use std::borrow::Cow;
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -48,6 +49,18 @@ pub fn describe_config(config: &Config) -> String {
 pub fn warn(warnings: &[String]) {
     for warning in warnings {
         eprintln!("kawrap: warning: {warning}");
+    }
+}
+
+/// `text` with every control character (C0, DEL and C1) shown as `?`, as
+/// ps(1) shows a process name: a name another user chose (`/proc/PID/comm`,
+/// a cgroup) cannot move the cursor, hide the rest of the output or start a
+/// line of its own. JSON output needs none of this: its encoder escapes.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if text.chars().any(char::is_control) {
+        Cow::Owned(text.chars().map(|c| if c.is_control() { '?' } else { c }).collect())
+    } else {
+        Cow::Borrowed(text)
     }
 }
 
@@ -125,6 +138,12 @@ mod tests {
     fn columns_are_aligned_without_trailing_spaces() {
         let cells = vec![vec!["A".to_owned(), "BB".to_owned()], vec!["CCC".to_owned(), "D".to_owned()]];
         assert_eq!(columns(&cells), "A    BB\nCCC  D\n");
+    }
+
+    #[test]
+    fn control_characters_are_shown_as_question_marks() {
+        assert_eq!(printable("postgres"), "postgres");
+        assert_eq!(printable("\x1b[8mhide\nESTAB\t\u{7f}\u{9b}é"), "?[8mhide?ESTAB???é");
     }
 
     #[test]

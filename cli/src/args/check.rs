@@ -1,18 +1,39 @@
 //! `kawrap check`.
+use std::path::PathBuf;
+
 /// `kawrap check`.
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = AFTER_LONG_HELP)]
+#[group(id = "processes", multiple = true, args = ["pid", "unit", "cgroup"])]
 pub struct CheckArgs {
-    /// Only the sockets of this process
+    /// Only the sockets of this process (repeatable), in whatever network namespace each
+    /// socket lives
     #[arg(long, value_name = "PID")]
-    pub pid: Option<u32>,
+    pub pid: Vec<u32>,
+
+    /// With --pid, --unit or --cgroup: also the processes they started, and theirs
+    ///
+    /// For a service whose main process is a shell (`ExecStart=sh -c 'pg_dump …'`) or a
+    /// pipeline: the sockets belong to the programs under it.
+    #[arg(long, requires = "processes")]
+    pub children: bool,
+
+    /// Only the sockets of the processes of this systemd unit (`backup` means
+    /// `backup.service`): those in a cgroup of that name, or below it
+    #[arg(long, value_name = "UNIT")]
+    pub unit: Option<String>,
+
+    /// Only the sockets of the processes in this cgroup directory and below it
+    /// (/sys/fs/cgroup/system.slice/backup.service)
+    #[arg(long, value_name = "DIR")]
+    pub cgroup: Option<PathBuf>,
 
     /// Only sockets with this port at either end
     #[arg(long, value_name = "PORT")]
     pub port: Option<u16>,
 
     /// Only sockets whose peer address is in this network: ADDR or ADDR/LEN
-    /// (10.0.0.0/8, 2001:db8::/32)
+    /// (10.0.0.0/8, 2001:db8::/32; ::ffff:10.1.2.3 as ss prints it means 10.1.2.3)
     #[arg(long, value_name = "CIDR")]
     pub dst: Option<String>,
 
@@ -21,10 +42,12 @@ pub struct CheckArgs {
     ///
     /// A socket matches when SO_KEEPALIVE is on and idle, interval and count (and the
     /// user timeout, if the profile sets one) are the profile's, read with getsockopt on a
-    /// copy of the socket. Where no copy can be taken (not root, no ptrace rights), it
+    /// copy of the socket. Where no copy may be taken (not root, no ptrace rights), it
     /// matches when its keepalive timer is armed with at most the profile's idle time left.
-    /// Selecting no established socket at all is also a failure: a check of nothing proves
-    /// nothing.
+    /// A socket of the selected processes that cannot be judged at all (its options could
+    /// not be read for another reason, or it lives in a network namespace kawrap cannot
+    /// list) fails the check, and so does selecting no established socket: a check of
+    /// nothing proves nothing.
     #[arg(long, value_name = "PROFILE")]
     pub expect: Option<String>,
 
@@ -36,8 +59,13 @@ pub struct CheckArgs {
 /// The long help's opening (set on the subcommand in `Subcommand`).
 pub const LONG_ABOUT: &str = "\
 Show live TCP sockets and whether each will notice a dead peer: its state, owning process, \
-whether SO_KEEPALIVE is on, the keepalive timer the kernel has armed, and (as root, or with \
-ptrace rights over the owner) the socket's exact idle/interval/count/user-timeout.
+whether kawrap is loaded in that process, whether SO_KEEPALIVE is on, the keepalive timer the \
+kernel has armed, and (as root, or with ptrace rights over the owner) the socket's exact \
+idle/interval/count/user-timeout.
+
+Without a selection it lists the sockets of kawrap's own network namespace, as ss does. With \
+--pid, --unit or --cgroup it finds every socket those processes hold, by the descriptors they \
+have open, in whatever network namespace each socket lives.
 
 `ss -o` shows the same timer as `timer:(keepalive,4min59sec,0)`: that is the 'ka' you look \
 for. It counts down from the idle time after the last packet, so under the recommended profile \
@@ -47,12 +75,19 @@ no timer at all when the program never enabled keepalive.";
 const AFTER_LONG_HELP: &str = "\
 Examples:
   kawrap check --pid 1234                    the sockets of one process
+  kawrap check --unit backup --expect 300/30/5
+                                             a service: every process in its cgroup
+  kawrap check --pid 1234 --children         a shell and the programs it started
   kawrap check --port 5432 --expect recommended
   kawrap check --dst 10.0.0.0/8 --json
 
-Columns: KEEPALIVE is SO_KEEPALIVE and IDLE/INTVL/CNT[/UT] as getsockopt reads them (`?` when
-the socket cannot be copied: run as root); TIMER is the kernel's armed timer and the time left
-(keepalive, or `on` = retransmit, as ss names them).
+Columns: KAWRAP says whether kawrap reaches the owning process: `preload` (libkawrap.so is
+mapped into it), `bpf` (its cgroup is covered by `kawrap bpf attach` or `kawrap --bpf`), `no`,
+or `?` when that cannot be read (run as root). KEEPALIVE is SO_KEEPALIVE and
+IDLE/INTVL/CNT[/UT] as getsockopt reads them (`?` when the socket cannot be copied: run as
+root); TIMER is the kernel's armed timer and the time left, written as ss writes it
+(keepalive, or `on` = retransmit, as ss names them). Process names are shown as ps shows them:
+control characters as `?` (--json keeps them exact).
 
-Exit status: 0; 1 when --expect found a socket without the profile (or no socket to check);
-125 when kawrap itself failed (bad option, no such process).";
+Exit status: 0; 1 when --expect found a socket without the profile, one it could not judge,
+or no socket to check; 125 when kawrap itself failed (bad option, no such process).";

@@ -3,6 +3,8 @@
 //! - [`diag`]: every TCP socket of a network namespace, with its state and
 //!   armed timer, through sock_diag netlink (what `ss` uses); [`proc_net`]
 //!   reads the same from `/proc/net/tcp{,6}` when sock_diag is unavailable.
+//! - [`netns`]: the network namespace of a process or of a socket, and
+//!   working inside another one.
 //! - [`owners`]: which processes hold each socket, from `/proc/PID/fd`.
 //! - [`remote`]: a duplicate of another process's socket (pidfd_getfd) and
 //!   the keepalive options read from, or applied to, it.
@@ -11,9 +13,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub mod diag;
+pub mod netns;
 pub mod owners;
 pub mod proc_net;
 pub mod remote;
+
+use netns::Netns;
 
 /// A TCP state, numbered as in the kernel's `include/net/tcp_states.h`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +27,8 @@ pub struct TcpState(pub u8);
 impl TcpState {
     /// `TCP_ESTABLISHED`.
     pub const ESTABLISHED: TcpState = TcpState(1);
+    /// `TCP_LISTEN`.
+    pub const LISTEN: TcpState = TcpState(10);
 
     /// The name `ss` prints, so the two outputs can be compared by eye.
     pub fn name(self) -> &'static str {
@@ -105,6 +112,43 @@ impl Timer {
     }
 }
 
+/// `keepalive,4min59sec`: what `ss -o` prints inside `timer:(…,PROBES)`.
+impl fmt::Display for Timer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{},{}", self.kind(), ss_duration(self.remaining()))
+    }
+}
+
+/// A time left as ss(8) writes it (iproute2's `print_ms_timer`): minutes,
+/// then seconds unless there are ten minutes or more, then milliseconds
+/// only under ten seconds and no minutes — after a `.` when there are
+/// seconds, so that 8.688 s is `8.688ms`: `119min`, `9min59sec`, `1min`,
+/// `59sec`, `8.688ms`, `200ms`, and nothing at all for zero.
+pub fn ss_duration(left: Duration) -> String {
+    let millis = left.as_millis();
+    let minutes = millis / 60_000;
+    let mut secs = millis / 1000 % 60;
+    let mut ms = millis % 1000;
+    let mut text = String::new();
+    if minutes > 0 {
+        ms = 0;
+        text.push_str(&format!("{minutes}min"));
+        if minutes > 9 {
+            secs = 0;
+        }
+    }
+    if secs > 0 {
+        if secs > 9 {
+            ms = 0;
+        }
+        text.push_str(&format!("{secs}{}", if ms > 0 { "." } else { "sec" }));
+    }
+    if ms > 0 {
+        text.push_str(&format!("{ms:03}ms"));
+    }
+    text
+}
+
 /// One TCP socket as the kernel lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TcpSocket {
@@ -136,9 +180,10 @@ pub fn show_addr(addr: &SocketAddr) -> String {
 }
 
 /// Where a listing came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Source {
     /// sock_diag netlink: millisecond timers.
+    #[default]
     SockDiag,
     /// `/proc/net/tcp{,6}`: timers in clock ticks (10 ms).
     ProcNet,
@@ -154,8 +199,7 @@ impl Source {
     }
 }
 
-/// The TCP sockets of a network namespace: ours, or the one process `pid`
-/// lives in. sock_diag first; `/proc/…/net/tcp{,6}` when sock_diag cannot
+/// The TCP sockets of a network namespace. sock_diag first; `/proc/…/net/tcp{,6}` when sock_diag cannot
 /// be used (no `tcp_diag` module, or the namespace cannot be entered);
 /// `fallback_reason` says why it was needed.
 pub struct Listing {
@@ -167,12 +211,17 @@ pub struct Listing {
     pub fallback_reason: Option<String>,
 }
 
-/// Lists every TCP socket in the network namespace of `pid` (ours if `None`).
-pub fn list_tcp(pid: Option<u32>) -> std::io::Result<Listing> {
-    match diag::dump_tcp(pid) {
+/// Lists every TCP socket in the network namespace `netns`.
+pub fn list_tcp(netns: &Netns) -> std::io::Result<Listing> {
+    match diag::dump_tcp(netns) {
         Ok(sockets) => Ok(Listing { sockets, source: Source::SockDiag, fallback_reason: None }),
         Err(error) => {
-            let sockets = proc_net::read_tcp(pid)?;
+            // A process in the namespace shows it without joining it.
+            let sockets = match netns.pid() {
+                _ if netns.is_ours() => proc_net::read_tcp("/proc/net")?,
+                Some(pid) => proc_net::read_tcp(&format!("/proc/{pid}/net"))?,
+                None => netns.run_in(|| proc_net::read_tcp("/proc/thread-self/net"))?,
+            };
             Ok(Listing { sockets, source: Source::ProcNet, fallback_reason: Some(error.to_string()) })
         }
     }
@@ -185,6 +234,32 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn durations_read_like_ss() {
+        let ms = Duration::from_millis;
+        for (millis, text) in [
+            (7_199_900, "119min"),
+            (699_700, "11min"),
+            (600_000, "10min"),
+            (599_900, "9min59sec"),
+            (299_000, "4min59sec"),
+            (60_700, "1min"),
+            (64_500, "1min4sec"),
+            (59_999, "59sec"),
+            (10_500, "10sec"),
+            (8_688, "8.688ms"),
+            (1_005, "1.005ms"),
+            (2_000, "2sec"),
+            (200, "200ms"),
+            (5, "005ms"),
+            (0, ""),
+        ] {
+            assert_eq!(ss_duration(ms(millis)), text, "{millis} ms");
+        }
+        assert_eq!(Timer::Keepalive(ms(299_500)).to_string(), "keepalive,4min59sec");
+        assert_eq!(Timer::Retransmit(ms(200)).to_string(), "on,200ms");
+    }
+
     /// sock_diag and the /proc/net/tcp fallback describe the same socket alike.
     #[test]
     fn both_sources_agree_on_our_own_connection() {
@@ -194,14 +269,17 @@ mod tests {
             .unwrap()
             .ino();
         let find = |sockets: Vec<TcpSocket>| sockets.into_iter().find(|s| s.inode == inode).expect("listed");
-        let from_diag = find(diag::dump_tcp(None).unwrap());
-        let from_proc = find(proc_net::read_tcp(None).unwrap());
+        let ours = Netns::ours().unwrap();
+        let from_diag = find(diag::dump_tcp(&ours).unwrap());
+        let from_proc = find(proc_net::read_tcp("/proc/net").unwrap());
         assert_eq!(from_diag, from_proc);
         assert_eq!(from_diag.state, TcpState::ESTABLISHED);
         assert_eq!(from_diag.local, client.local_addr().unwrap());
         assert_eq!(from_diag.remote, listener.local_addr().unwrap());
         // Another process's namespace: our own pid, through its /proc entry.
-        let by_pid = find(diag::dump_tcp(Some(std::process::id())).unwrap());
+        let by_pid = find(diag::dump_tcp(&Netns::of_process(std::process::id()).unwrap()).unwrap());
         assert_eq!(by_pid, from_diag);
+        let in_thread = find(proc_net::read_tcp("/proc/thread-self/net").unwrap());
+        assert_eq!(in_thread, from_proc);
     }
 }

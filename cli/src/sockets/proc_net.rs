@@ -12,12 +12,10 @@ use std::time::Duration;
 
 use super::{TcpSocket, TcpState, Timer};
 
-/// Reads both files for `pid`'s network namespace, or ours.
-pub fn read_tcp(pid: Option<u32>) -> io::Result<Vec<TcpSocket>> {
-    let dir = match pid {
-        Some(pid) => format!("/proc/{pid}/net"),
-        None => "/proc/net".to_owned(),
-    };
+/// Reads both files of the directory `dir`: `/proc/net` (our network
+/// namespace), `/proc/PID/net` (a process's), or `/proc/thread-self/net`
+/// (that of the calling thread).
+pub fn read_tcp(dir: &str) -> io::Result<Vec<TcpSocket>> {
     let ticks_per_sec = clock_ticks();
     let mut sockets = Vec::new();
     for file in ["tcp", "tcp6"] {

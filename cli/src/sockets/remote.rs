@@ -18,6 +18,7 @@ use serde::Serialize;
 use socket2::{Domain, Protocol, SockRef, TcpKeepalive, Type};
 
 use super::TcpState;
+use super::netns::KeepaliveDefaults;
 use crate::error::Error;
 
 /// Why another process's socket cannot be reached.
@@ -44,6 +45,12 @@ pub enum AccessError {
     },
     /// The descriptor was closed between listing and duplicating it.
     Closed,
+    /// kawrap itself has no descriptor left for the copy (its
+    /// RLIMIT_NOFILE, or the system's file table).
+    OutOfDescriptors {
+        /// The call.
+        call: &'static str,
+    },
     /// Anything else, with the call that failed.
     Other {
         /// The call.
@@ -65,6 +72,7 @@ impl AccessError {
                 AccessError::KernelTooOld { call, since: if call == "pidfd_getfd" { "5.6" } else { "5.3" } }
             }
             Some(libc::EBADF) if call == "pidfd_getfd" => AccessError::Closed,
+            Some(libc::EMFILE | libc::ENFILE) => AccessError::OutOfDescriptors { call },
             _ => AccessError::Other { call, source },
         }
     }
@@ -104,6 +112,9 @@ impl AccessError {
                 "upgrade the kernel, or start the program under kawrap instead (`kawrap --profile P CMD`)"
                     .to_owned()
             }
+            AccessError::OutOfDescriptors { .. } => {
+                "raise kawrap's limit of open files (`ulimit -n`) and run it again".to_owned()
+            }
             AccessError::Closed | AccessError::Other { .. } => String::new(),
         }
     }
@@ -126,6 +137,9 @@ impl fmt::Display for AccessError {
                 write!(f, "this kernel has no {call}(2) system call (needs Linux ≥ {since})")
             }
             AccessError::Closed => f.write_str("the descriptor was closed meanwhile"),
+            AccessError::OutOfDescriptors { call } => {
+                write!(f, "{call}: kawrap has no file descriptor left (too many open files)")
+            }
             AccessError::Other { call, source } => write!(f, "{call}: {source}"),
         }
     }
@@ -246,6 +260,71 @@ impl KeepaliveOptions {
     }
 }
 
+impl KeepaliveOptions {
+    /// The options the socket's program evidently set itself: those that
+    /// differ from what the kernel gives a socket nobody configured (the
+    /// namespace's sysctls, and no user timeout). A value set to exactly the
+    /// default cannot be told apart, nor can SO_KEEPALIVE=0 from never
+    /// having turned it on.
+    pub fn own_settings(&self, defaults: &KeepaliveDefaults) -> OwnSettings {
+        OwnSettings {
+            idle: self.idle_secs != defaults.idle_secs,
+            interval: self.interval_secs != defaults.interval_secs,
+            count: self.count != defaults.count,
+            user_timeout: self.user_timeout_ms != 0,
+        }
+    }
+
+    /// What these options become when `profile` is applied leaving `keep`
+    /// alone (and the user timeout too when the profile has none).
+    pub fn with_profile(&self, profile: &KeepaliveProfile, keep: OwnSettings) -> KeepaliveOptions {
+        let pick = |kept: bool, own: u32, theirs: u32| if kept { own } else { theirs };
+        KeepaliveOptions {
+            keepalive: true,
+            idle_secs: pick(keep.idle, self.idle_secs, profile.idle_secs().into()),
+            interval_secs: pick(keep.interval, self.interval_secs, profile.interval_secs().into()),
+            count: pick(keep.count, self.count, profile.count().into()),
+            user_timeout_ms: match profile.user_timeout_ms() {
+                Some(ms) if !keep.user_timeout => ms,
+                _ => self.user_timeout_ms,
+            },
+        }
+    }
+}
+
+/// Which keepalive options to leave as they are: the program's own, under
+/// the respect policy. SO_KEEPALIVE is always turned on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OwnSettings {
+    /// TCP_KEEPIDLE.
+    pub idle: bool,
+    /// TCP_KEEPINTVL.
+    pub interval: bool,
+    /// TCP_KEEPCNT.
+    pub count: bool,
+    /// TCP_USER_TIMEOUT.
+    pub user_timeout: bool,
+}
+
+impl OwnSettings {
+    /// Nothing kept: what `--policy force` does.
+    pub const NONE: OwnSettings =
+        OwnSettings { idle: false, interval: false, count: false, user_timeout: false };
+
+    /// The kept options' names, in the order a person reads them.
+    pub fn names(&self) -> Vec<&'static str> {
+        [
+            (self.idle, "idle"),
+            (self.interval, "interval"),
+            (self.count, "count"),
+            (self.user_timeout, "user timeout"),
+        ]
+        .into_iter()
+        .filter_map(|(kept, name)| kept.then_some(name))
+        .collect()
+    }
+}
+
 /// `on 300/30/5`, `off 7200/75/9`, `on 2/1/3/5000ms`.
 impl fmt::Display for KeepaliveOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -276,13 +355,14 @@ impl fmt::Display for ApplyError {
 }
 
 /// Gives a socket `profile`: SO_KEEPALIVE=1, TCP_KEEPIDLE, TCP_KEEPINTVL,
-/// TCP_KEEPCNT, and TCP_USER_TIMEOUT if the profile has one.
+/// TCP_KEEPCNT, and TCP_USER_TIMEOUT if the profile has one — except the
+/// options in `keep`.
 ///
 /// Order matters little: on a socket with keepalive on, setting
 /// TCP_KEEPIDLE re-arms the timer at once with the new idle time minus the
 /// time the connection has already been idle (possibly zero: a probe goes
 /// out right away), so a connection idle for hours is probed soon.
-pub fn apply(fd: &impl AsFd, profile: &KeepaliveProfile) -> Result<(), ApplyError> {
+pub fn apply(fd: &impl AsFd, profile: &KeepaliveProfile, keep: OwnSettings) -> Result<(), ApplyError> {
     let socket = SockRef::from(fd);
     let fail = |option, value: u32| move |source| ApplyError { option, value, source };
     let idle = u32::from(profile.idle_secs());
@@ -292,14 +372,22 @@ pub fn apply(fd: &impl AsFd, profile: &KeepaliveProfile) -> Result<(), ApplyErro
     socket.set_keepalive(true).map_err(fail("SO_KEEPALIVE", 1))?;
     // socket2 sets SO_KEEPALIVE again with each call: harmless, and one
     // option per call lets an error name the option the kernel refused.
-    socket
-        .set_tcp_keepalive(&TcpKeepalive::new().with_time(secs(idle)))
-        .map_err(fail("TCP_KEEPIDLE", idle))?;
-    socket
-        .set_tcp_keepalive(&TcpKeepalive::new().with_interval(secs(interval)))
-        .map_err(fail("TCP_KEEPINTVL", interval))?;
-    socket.set_tcp_keepalive(&TcpKeepalive::new().with_retries(count)).map_err(fail("TCP_KEEPCNT", count))?;
-    if let Some(ms) = profile.user_timeout_ms() {
+    if !keep.idle {
+        socket
+            .set_tcp_keepalive(&TcpKeepalive::new().with_time(secs(idle)))
+            .map_err(fail("TCP_KEEPIDLE", idle))?;
+    }
+    if !keep.interval {
+        socket
+            .set_tcp_keepalive(&TcpKeepalive::new().with_interval(secs(interval)))
+            .map_err(fail("TCP_KEEPINTVL", interval))?;
+    }
+    if !keep.count {
+        socket
+            .set_tcp_keepalive(&TcpKeepalive::new().with_retries(count))
+            .map_err(fail("TCP_KEEPCNT", count))?;
+    }
+    if let Some(ms) = profile.user_timeout_ms().filter(|_| !keep.user_timeout) {
         socket
             .set_tcp_user_timeout(Some(Duration::from_millis(u64::from(ms))).filter(|d| !d.is_zero()))
             .map_err(fail("TCP_USER_TIMEOUT", ms))?;
@@ -368,7 +456,7 @@ mod tests {
         assert!(!before.keepalive);
         let profile = KeepaliveProfile::parse("2/1/3/5000").unwrap();
         assert!(!before.differences(&profile).is_empty());
-        apply(&client, &profile).unwrap();
+        apply(&client, &profile, OwnSettings::NONE).unwrap();
         let after = KeepaliveOptions::read(&client).unwrap();
         assert_eq!(
             after,
@@ -387,11 +475,48 @@ mod tests {
     }
 
     #[test]
+    fn own_settings_are_what_differs_from_the_defaults_and_are_kept() {
+        let (client, _server) = pair();
+        let defaults = KeepaliveDefaults { idle_secs: 7200, interval_secs: 75, count: 9 };
+        SockRef::from(&client)
+            .set_tcp_keepalive(&TcpKeepalive::new().with_time(Duration::from_secs(15)))
+            .unwrap();
+        let before = KeepaliveOptions::read(&client).unwrap();
+        // Read on this machine, whose sysctls may differ from the kernel's
+        // defaults: compare with the namespace's own.
+        let ours = crate::sockets::netns::Netns::ours().unwrap().keepalive_defaults().unwrap();
+        let keep = before.own_settings(&ours);
+        assert_eq!(keep.names(), ["idle"]);
+        let profile = KeepaliveProfile::parse("60/10/6/9000").unwrap();
+        apply(&client, &profile, keep).unwrap();
+        let after = KeepaliveOptions::read(&client).unwrap();
+        assert_eq!(after, before.with_profile(&profile, keep));
+        assert_eq!(
+            (after.idle_secs, after.interval_secs, after.count, after.user_timeout_ms),
+            (15, 10, 6, 9000)
+        );
+        let all = KeepaliveOptions {
+            keepalive: true,
+            idle_secs: 15,
+            interval_secs: 5,
+            count: 3,
+            user_timeout_ms: 1,
+        };
+        assert_eq!(all.own_settings(&defaults).names(), ["idle", "interval", "count", "user timeout"]);
+        assert!(
+            KeepaliveOptions { user_timeout_ms: 0, ..all }
+                .own_settings(&KeepaliveDefaults { idle_secs: 15, interval_secs: 5, count: 3 })
+                .names()
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn our_own_descriptor_through_a_pidfd_is_the_same_socket() {
         let (client, _server) = pair();
         let pidfd = Pidfd::open(std::process::id()).unwrap();
         let copy = pidfd.dup(client.as_raw_fd()).unwrap();
-        apply(&copy, &KeepaliveProfile::parse("7/3/2").unwrap()).unwrap();
+        apply(&copy, &KeepaliveProfile::parse("7/3/2").unwrap(), OwnSettings::NONE).unwrap();
         drop(copy);
         let options = KeepaliveOptions::read(&client).unwrap();
         assert_eq!(
