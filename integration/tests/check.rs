@@ -263,3 +263,41 @@ fn check_shows_whether_kawrap_is_loaded_in_each_owner() {
     assert!(row(under).contains(" preload "), "{text}");
     assert!(row(bare).contains(" no "), "{text}");
 }
+
+#[test]
+fn check_shows_whether_kawraps_ebpf_mode_covers_an_owner() {
+    let mode = kawrap(&["bpf", "status"]);
+    if skip_unless(mode.status.success(), "needs the eBPF mode (root, a kawrap built with clang)") {
+        return;
+    }
+    let (_listener, addr) = loopback_listener();
+    let port = addr.rsplit(':').next().expect("a port").to_owned();
+    let mut steps =
+        vec!["socket:inet:stream".to_owned(), format!("connect:{addr}"), "print".into(), "sleep:30".into()];
+    steps.insert(0, "pid".to_owned());
+    let mut covered = Command::new(kawrap_bin());
+    without_kawrap_env(&mut covered).args(["--bpf", "--profile", "2/1/3", "--", PROBE]).args(&steps);
+    let mut running = probe::start(covered, "keepalive=1");
+
+    let report = json(&kawrap(&["check", "--port", &port, "--json"]));
+    let owner = report["sockets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|s| s["owners"].as_array()?.iter().find(|o| o["pid"] == running.pid).cloned())
+        .unwrap_or_else(|| panic!("no socket of {}: {report:#}", running.pid));
+    assert_eq!(owner["kawrap"], serde_json::json!({ "preload": false, "bpf": true }), "{report:#}");
+    let text = stdout(&kawrap(&["check", "--port", &port]));
+    let process = format!("{}/kaprobe", running.pid);
+    let row: Vec<&str> =
+        text.lines().find(|l| l.contains(&process)).expect("its row").split_whitespace().collect();
+    assert_eq!(row[4], "bpf", "{text}");
+
+    // kawrap --bpf removes its cgroup when the command ends: let it.
+    // SAFETY: kill has no memory-safety preconditions; the child is ours and not reaped.
+    unsafe { libc::kill(running.child.id() as libc::pid_t, libc::SIGTERM) };
+    assert!(
+        running.child.wait_timeout(std::time::Duration::from_secs(10)).is_some(),
+        "kawrap --bpf did not end"
+    );
+}
