@@ -125,10 +125,8 @@ impl Held {
     /// The keepalive timer `ss -o` shows for exactly this connection (both
     /// ends matched): `None` when the socket has none armed.
     pub fn keepalive_timer(&self) -> Option<Duration> {
-        let filter = format!("( src {} and dst {} )", self.client, self.server);
-        let line =
-            poll(Duration::from_secs(5), || ss::ss(&["state", "established", &filter]).into_iter().next())
-                .unwrap_or_else(|| panic!("ss does not show {} -> {}", self.client, self.server));
+        let line = poll(Duration::from_secs(5), || ss::connection(self.client, self.server))
+            .unwrap_or_else(|| panic!("ss does not show {} -> {}", self.client, self.server));
         line.keepalive()
     }
 
