@@ -125,6 +125,41 @@ fn every_owner_is_read_even_past_the_checkers_descriptor_limit() {
 }
 
 #[test]
+fn a_checker_out_of_descriptors_says_so_and_judges_nothing() {
+    if skip_unless(may_copy_sockets(), "needs root or kernel.yama.ptrace_scope=0") {
+        return;
+    }
+    let (_listener, addr) = loopback_listener();
+    let mut steps = keepalive_socket(200, 30, 5, &addr);
+    steps.extend(["print".to_owned(), "sleep:60".to_owned()]);
+    let running = probe(&strings(&steps), "keepalive=1");
+    let pid = running.pid.to_string();
+    // The fewest descriptors with which kawrap gets as far as copying the
+    // socket, and no further: how many it needs before depends on the
+    // libraries, so a few limits are tried.
+    let out_of_descriptors = (3..12).find_map(|limit| {
+        let output = Command::new("prlimit")
+            .arg(format!("--nofile={limit}:{limit}"))
+            .arg("--")
+            .arg(kawrap_bin())
+            .args(["check", "--pid", &pid, "--expect", "300/30/5"])
+            .env_remove("LD_PRELOAD")
+            .output()
+            .expect("run prlimit kawrap");
+        stdout(&output).contains("no file descriptor left").then_some(output)
+    });
+    let output = out_of_descriptors.expect("some limit leaves kawrap without a descriptor for the copy");
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let text = stdout(&output);
+    assert!(
+        text.contains("NOT JUDGED: options not readable: pidfd_getfd: kawrap has no file descriptor left"),
+        "{text}"
+    );
+    assert!(text.contains("FAIL: 1 socket of the selection could not be judged"), "{text}");
+    assert!(!text.contains("ptrace") && !text.contains("run as root"), "permissions blamed:\n{text}");
+}
+
+#[test]
 fn control_characters_in_a_process_name_are_escaped() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
     let addr = listener.local_addr().expect("address").to_string();

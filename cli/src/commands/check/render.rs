@@ -82,9 +82,10 @@ fn table_notes(rows: &[Row]) -> Vec<String> {
     }
     let failed = reasons(|u| matches!(u, Unread::Failed(_)));
     if !failed.is_empty() {
+        let count = rows.iter().filter(|row| matches!(row.options, Err(Unread::Failed(_)))).count();
         notes.push(format!(
-            "?: options of {} sockets could not be read: {}",
-            failed.len(),
+            "?: the options of {count} socket{} could not be read: {}",
+            if count == 1 { "" } else { "s" },
             failed.join("; ")
         ));
     }
