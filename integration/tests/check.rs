@@ -78,6 +78,50 @@ fn a_socket_left_behind_in_another_network_namespace_is_judged() {
 }
 
 #[test]
+fn without_root_a_socket_in_another_namespace_is_judged_from_its_copy() {
+    let reason = netns::unavailable_reason();
+    if skip_unless(reason.is_none(), reason.as_deref().unwrap_or_default()) {
+        return;
+    }
+    let (_listener, host) = loopback_listener();
+    let pair = NetnsPair::new().expect("create namespace pair");
+    let mut server = pair.server().command(CLIENT);
+    server.args(["--listen", &format!("{SERVER_ADDR}:7000")]);
+    let (_server, lines) = spawn_with_lines(server);
+    expect_line(&lines, "listening", "server");
+    // As above, then the process becomes nobody: a checker run by nobody
+    // may copy its sockets, but not ask one for its namespace (that needs
+    // CAP_NET_ADMIN there), nor list that namespace.
+    let mut steps = vec![format!("netns:/run/netns/{}", pair.client().name())];
+    steps.extend(["socket:inet:stream".to_owned(), format!("connect:{SERVER_ADDR}:7000")]);
+    steps.push(format!("netns:/proc/{}/ns/net", std::process::id()));
+    steps.extend(keepalive_socket(2, 1, 3, &host));
+    steps.extend(["drop:65534".to_owned(), "print".to_owned(), "sleep:60".to_owned()]);
+    let running = probe(&strings(&steps), "keepalive=1");
+
+    // kawrap where nobody may run it.
+    let dir = kawrap_integration::temp_dir("nobody");
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let copy = dir.path().join("kawrap");
+    std::fs::copy(kawrap_bin(), &copy).expect("copy kawrap");
+    let output = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(&copy)
+        .args(["check", "--pid", &running.pid.to_string(), "--expect", "2/1/3", "--json"])
+        .env_remove("LD_PRELOAD")
+        .output()
+        .expect("run kawrap as nobody");
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let report = json(&output);
+    let hidden = socket_with_remote(&report, &format!("{SERVER_ADDR}:7000"));
+    assert_eq!(hidden["listed_by"], Value::Null, "{hidden:#}");
+    assert_eq!(hidden["options"]["keepalive"], false, "{hidden:#}");
+    assert_eq!(hidden["problems"][0], "SO_KEEPALIVE is off", "{hidden:#}");
+    assert_eq!(report["expect"]["failed"], 1, "{report:#}");
+    assert_eq!(report["expect"]["checked"], 2, "{report:#}");
+}
+
+#[test]
 fn every_owner_is_read_even_past_the_checkers_descriptor_limit() {
     if skip_unless(may_copy_sockets(), "needs root or kernel.yama.ptrace_scope=0") {
         return;

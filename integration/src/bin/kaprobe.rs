@@ -18,6 +18,8 @@
 //! - `unshare:net` — unshare(CLONE_NEWNET): a new, empty network namespace
 //! - `name:TEXT` — prctl(PR_SET_NAME): what /proc/PID/comm shows (any bytes)
 //! - `sockets:N` — N more TCP sockets, never connected (RLIMIT_NOFILE raised to fit)
+//! - `drop:UID` — become user and group UID (from root), and stay dumpable so
+//!   that the same user may look into this process
 //!
 //! Every call prints `STEP=RESULT errno=E`.
 use std::ffi::c_int;
@@ -215,6 +217,21 @@ fn main() {
                 // SAFETY: PR_SET_NAME reads a NUL-terminated string (the kernel keeps 15 bytes).
                 let rc = unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) };
                 format!("name={rc} errno={}", if rc < 0 { errno() } else { 0 })
+            }
+            "drop" => {
+                let id: libc::uid_t = rest.parse().expect("drop:UID");
+                // SAFETY: plain credential calls; the process is single-threaded.
+                let rc = unsafe {
+                    if libc::setgroups(0, std::ptr::null()) != 0
+                        || libc::setresgid(id, id, id) != 0
+                        || libc::setresuid(id, id, id) != 0
+                    {
+                        -1
+                    } else {
+                        libc::prctl(libc::PR_SET_DUMPABLE, 1)
+                    }
+                };
+                format!("drop={rc} errno={}", if rc < 0 { errno() } else { 0 })
             }
             "sockets" => {
                 let count: u64 = rest.parse().expect("sockets:N");
