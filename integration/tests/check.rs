@@ -39,29 +39,45 @@ fn socket_with_remote<'a>(report: &'a Value, remote: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no socket to {remote} in {report:#}"))
 }
 
+/// A process with a socket without keepalive in the client namespace of a
+/// pair, which then went back home for one with 2/1/3 to `host`: the first
+/// socket lives where neither kawrap nor its owner is any more. `then`:
+/// more steps before it settles.
+struct Moved {
+    probe: probe::Running,
+    host: String,
+    _listener: TcpListener,
+    _server: kawrap_integration::process::KillOnDrop,
+    _pair: NetnsPair,
+}
+
+impl Moved {
+    fn start(then: &[&str]) -> Moved {
+        let (listener, host) = loopback_listener();
+        let pair = NetnsPair::new().expect("create namespace pair");
+        let mut server = pair.server().command(CLIENT);
+        server.args(["--listen", &format!("{SERVER_ADDR}:7000")]);
+        let (server, lines) = spawn_with_lines(server);
+        expect_line(&lines, "listening", "server");
+        let mut steps = vec![format!("netns:/run/netns/{}", pair.client().name())];
+        steps.extend(["socket:inet:stream".to_owned(), format!("connect:{SERVER_ADDR}:7000")]);
+        steps.push(format!("netns:/proc/{}/ns/net", std::process::id()));
+        steps.extend(keepalive_socket(2, 1, 3, &host));
+        steps.extend(then.iter().map(|step| step.to_string()));
+        steps.extend(["print".to_owned(), "sleep:60".to_owned()]);
+        let probe = probe(&strings(&steps), "keepalive=1");
+        Moved { probe, host, _listener: listener, _server: server, _pair: pair }
+    }
+}
+
 #[test]
 fn a_socket_left_behind_in_another_network_namespace_is_judged() {
     let reason = netns::unavailable_reason();
     if skip_unless(reason.is_none(), reason.as_deref().unwrap_or_default()) {
         return;
     }
-    let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
-    let host = listener.local_addr().expect("address").to_string();
-    let pair = NetnsPair::new().expect("create namespace pair");
-    let mut server = pair.server().command(CLIENT);
-    server.args(["--listen", &format!("{SERVER_ADDR}:7000")]);
-    let (_server, lines) = spawn_with_lines(server);
-    expect_line(&lines, "listening", "server");
-
-    // A socket without keepalive in the client namespace, then back home
-    // for one with the profile: the first lives where neither kawrap nor
-    // its owner is any more.
-    let mut steps = vec![format!("netns:/run/netns/{}", pair.client().name())];
-    steps.extend(["socket:inet:stream".to_owned(), format!("connect:{SERVER_ADDR}:7000")]);
-    steps.push(format!("netns:/proc/{}/ns/net", std::process::id()));
-    steps.extend(keepalive_socket(2, 1, 3, &host));
-    steps.extend(["print".to_owned(), "sleep:60".to_owned()]);
-    let running = probe(&strings(&steps), "keepalive=1");
+    let moved = Moved::start(&[]);
+    let (running, host) = (&moved.probe, &moved.host);
     let pid = running.pid.to_string();
 
     let check = kawrap(&["check", "--pid", &pid, "--expect", "2/1/3"]);
@@ -74,7 +90,7 @@ fn a_socket_left_behind_in_another_network_namespace_is_judged() {
     let hidden = socket_with_remote(&report, &format!("{SERVER_ADDR}:7000"));
     assert_eq!(hidden["state"], "ESTAB", "{hidden:#}");
     assert_eq!(hidden["options"]["keepalive"], false, "{hidden:#}");
-    assert_eq!(socket_with_remote(&report, &host)["options"]["idle_secs"], 2, "{report:#}");
+    assert_eq!(socket_with_remote(&report, host)["options"]["idle_secs"], 2, "{report:#}");
 }
 
 #[test]
@@ -83,21 +99,11 @@ fn without_root_a_socket_in_another_namespace_is_judged_from_its_copy() {
     if skip_unless(reason.is_none(), reason.as_deref().unwrap_or_default()) {
         return;
     }
-    let (_listener, host) = loopback_listener();
-    let pair = NetnsPair::new().expect("create namespace pair");
-    let mut server = pair.server().command(CLIENT);
-    server.args(["--listen", &format!("{SERVER_ADDR}:7000")]);
-    let (_server, lines) = spawn_with_lines(server);
-    expect_line(&lines, "listening", "server");
     // As above, then the process becomes nobody: a checker run by nobody
     // may copy its sockets, but not ask one for its namespace (that needs
     // CAP_NET_ADMIN there), nor list that namespace.
-    let mut steps = vec![format!("netns:/run/netns/{}", pair.client().name())];
-    steps.extend(["socket:inet:stream".to_owned(), format!("connect:{SERVER_ADDR}:7000")]);
-    steps.push(format!("netns:/proc/{}/ns/net", std::process::id()));
-    steps.extend(keepalive_socket(2, 1, 3, &host));
-    steps.extend(["drop:65534".to_owned(), "print".to_owned(), "sleep:60".to_owned()]);
-    let running = probe(&strings(&steps), "keepalive=1");
+    let moved = Moved::start(&["drop:65534"]);
+    let running = &moved.probe;
 
     // kawrap where nobody may run it.
     let dir = kawrap_integration::temp_dir("nobody");
