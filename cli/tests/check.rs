@@ -84,6 +84,17 @@ fn dst_accepts_an_ipv4_mapped_address_as_ss_prints_it() {
 }
 
 #[test]
+fn children_needs_processes_to_start_from() {
+    TestEnv::new()
+        .kawrap()
+        .args(["check", "--children"])
+        .run()
+        .code(125)
+        .stderr_contains("--children: of which processes?")
+        .stderr_contains("--pid PID, --unit UNIT or --cgroup DIR");
+}
+
+#[test]
 fn a_thread_id_is_not_a_process() {
     let (tx, rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 /// `kawrap check`.
 #[derive(Debug, clap::Args)]
 #[command(after_long_help = AFTER_LONG_HELP)]
-#[group(id = "processes", multiple = true, args = ["pid", "unit", "cgroup"])]
 pub struct CheckArgs {
     /// Only the sockets of this process (repeatable), in whatever network namespace each
     /// socket lives
@@ -15,7 +14,7 @@ pub struct CheckArgs {
     ///
     /// For a service whose main process is a shell (`ExecStart=sh -c 'pg_dump …'`) or a
     /// pipeline: the sockets belong to the programs under it.
-    #[arg(long, requires = "processes")]
+    #[arg(long)]
     pub children: bool,
 
     /// Only the sockets of the processes of this systemd unit (`backup` means

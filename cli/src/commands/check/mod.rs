@@ -50,6 +50,13 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, Error> {
 /// `None` when none of them is given (every socket of our namespace).
 fn select(args: &CheckArgs) -> Result<Option<Selected>, Error> {
     if args.pid.is_empty() && args.unit.is_none() && args.cgroup.is_none() {
+        if args.children {
+            return Err(Error::Invalid {
+                message: "--children: of which processes?".to_owned(),
+                hint: "give --pid PID, --unit UNIT or --cgroup DIR with it, e.g. --pid 1234 --children"
+                    .to_owned(),
+            });
+        }
         return Ok(None);
     }
     let mut selected = Selected::from_pids(&args.pid, &|pid| format!("use --pid {pid}"))?;
