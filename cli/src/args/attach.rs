@@ -44,7 +44,7 @@ Each socket is copied out of the process with pidfd_getfd(2) and set with setsoc
 SO_KEEPALIVE=1, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, and TCP_USER_TIMEOUT when the profile \
 has one. Under the default policy `respect`, values the program set itself are kept, as under \
 `kawrap COMMAND`; `--policy force` replaces them. Each socket is printed as it is changed, so \
-what was done is on record even if kawrap stops halfway (the process ends, a socket is refused).
+what was done is on record even if kawrap stops halfway (the process ends meanwhile).
 
 A listening socket that is changed passes its new values on to every connection it accepts \
 afterwards (the kernel copies a listener's options). Sockets the program opens itself later \

@@ -57,7 +57,7 @@ pub enum Subcommand {
     // A variant's doc comment replaces the subcommand's long help: set it here.
     #[command(long_about = check::LONG_ABOUT)]
     Check(check::CheckArgs),
-    /// Give the TCP sockets of a running process a keepalive profile (pidfd_getfd + setsockopt)
+    /// Give the TCP sockets of running processes a keepalive profile (pidfd_getfd + setsockopt)
     #[command(long_about = attach::LONG_ABOUT)]
     Attach(attach::AttachArgs),
     /// Print the environment for the current shell (eval "$(kawrap env …)"), or a systemd drop-in
