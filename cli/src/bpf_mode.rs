@@ -147,31 +147,51 @@ pub fn not_built() -> Error {
     }
 }
 
-/// The processes an eBPF attachment of kawrap covers: those in an attached
-/// cgroup or below one (`kawrap bpf attach`, and the transient cgroups of
-/// running `kawrap --bpf` commands), as `kawrap bpf status` finds them.
-/// `Err` says why it cannot be told (not root, a kawrap without the mode).
+/// Which of `pids` an eBPF attachment of kawrap covers: those whose cgroup
+/// v2 is an attached cgroup or below one (`kawrap --bpf`, `kawrap bpf
+/// attach`, a pinned copy systemd attaches), as `kawrap bpf status` finds
+/// them. `Err` says why it cannot be told (not root, a kawrap without the
+/// mode).
 #[cfg(feature = "bpf")]
-pub fn covered_processes() -> Result<HashSet<u32>, String> {
-    // Without cgroup v2 there can be no attachment; `status` would mount
-    // it to look, and a check changes nothing.
+pub fn covered_processes(pids: &[u32]) -> Result<HashSet<u32>, String> {
+    use std::os::unix::fs::MetadataExt;
+
+    // Without cgroup v2 there can be no attachment, and nothing to mount
+    // to look for one.
     let mounts =
         std::fs::read_to_string("/proc/self/mounts").map_err(|e| format!("/proc/self/mounts: {e}"))?;
     if !mounts.lines().any(|line| line.split(' ').nth(2) == Some("cgroup2")) {
         return Ok(HashSet::new());
     }
-    let attachments = kawrap_bpf::status().map_err(|error| error.to_string())?;
-    let mut covered = HashSet::new();
-    for cgroup in attachments.iter().filter_map(|a| a.cgroup.as_deref()) {
-        // A cgroup removed meanwhile has no processes left to cover.
-        covered.extend(crate::processes::in_cgroup_dir(cgroup).unwrap_or_default());
+    let host = kawrap_bpf::Host::open().map_err(|error| error.to_string())?;
+    let status = host.status().map_err(|error| error.to_string())?;
+    // A cgroup's id is the inode of its directory.
+    let attached: HashSet<u64> = status.attachments.iter().map(|a| a.cgroup_id).collect();
+    if attached.is_empty() {
+        return Ok(HashSet::new());
     }
-    Ok(covered)
+    let root = host.cgroup2_root();
+    let covered = |relative: &str| {
+        let mut dir = root.join(relative.trim_start_matches('/'));
+        loop {
+            if std::fs::metadata(&dir).is_ok_and(|meta| attached.contains(&meta.ino())) {
+                return true;
+            }
+            if dir == root || !dir.pop() {
+                return false;
+            }
+        }
+    };
+    Ok(pids
+        .iter()
+        .copied()
+        .filter(|&pid| crate::processes::cgroup2(pid).is_some_and(|c| covered(&c)))
+        .collect())
 }
 
-/// The processes an eBPF attachment of kawrap covers: unknown to a kawrap
+/// Which of `pids` an eBPF attachment of kawrap covers: unknown to a kawrap
 /// built without the mode.
 #[cfg(not(feature = "bpf"))]
-pub fn covered_processes() -> Result<HashSet<u32>, String> {
+pub fn covered_processes(_: &[u32]) -> Result<HashSet<u32>, String> {
     Err("this kawrap was built without the eBPF mode".to_owned())
 }

@@ -85,6 +85,15 @@ pub fn in_cgroup_named(pid: u32, name: &str) -> bool {
         .any(|path| path.split('/').any(|part| part == name))
 }
 
+/// The cgroup v2 of `pid` as `/proc/PID/cgroup` names it (`0::/PATH`):
+/// relative to the root of the hierarchy (of our cgroup namespace). Only
+/// the eBPF mode, which works on cgroup v2, asks.
+#[cfg(feature = "bpf")]
+pub fn cgroup2(pid: u32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines().find_map(|line| line.strip_prefix("0::")).map(str::to_owned)
+}
+
 /// The processes in the cgroup directory `dir` and every cgroup below it
 /// (their `cgroup.procs` files).
 pub fn in_cgroup_dir(dir: &Path) -> io::Result<Vec<u32>> {

@@ -337,7 +337,7 @@ fn loaded(rows: &[Row]) -> (HashMap<u32, Loaded>, Option<String>) {
     if pids.is_empty() {
         return (HashMap::new(), None);
     }
-    let covered = bpf_mode::covered_processes();
+    let covered = bpf_mode::covered_processes(&pids.iter().copied().collect::<Vec<_>>());
     let loaded = pids
         .into_iter()
         .map(|pid| {
