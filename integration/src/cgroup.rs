@@ -51,9 +51,10 @@ impl TestCgroup {
 
 impl Drop for TestCgroup {
     fn drop(&mut self) {
-        // A cgroup can be removed only once its processes are gone: the
-        // test's children are killed before this runs, but may still be
-        // exiting.
+        // A cgroup can be removed only once its processes are gone: kill
+        // whatever the test left in it (Linux ≥ 5.14), then wait for them
+        // to finish exiting.
+        let _ = std::fs::write(self.unit.join("cgroup.kill"), b"1");
         crate::poll(std::time::Duration::from_secs(5), || std::fs::remove_dir(&self.unit).ok());
         let _ = std::fs::remove_dir(&self.slice);
     }

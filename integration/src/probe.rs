@@ -1,4 +1,5 @@
 //! Running `kaprobe` (see src/bin/kaprobe.rs) with and without the shim.
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 use std::sync::mpsc::Receiver;
@@ -97,10 +98,12 @@ pub fn command(probe: &Path, steps: &[&str]) -> Command {
 
 /// `sh -c 'PROBE pid STEPS… TAIL'`: kaprobe under a shell that stays (with
 /// a TAIL of `| cat`, a pipeline; of `; true`, as a service's `sh -c` runs).
+/// The shell leads a process group of its own, so that
+/// [`KillOnDrop`] ends what it started too.
 pub fn under_shell(probe: &Path, steps: &[&str], tail: &str) -> Command {
     let mut shell = Command::new("sh");
     let script = format!("\"$PROBE\" pid {} {tail}", steps.join(" "));
-    crate::without_kawrap_env(&mut shell).args(["-c", &script]).env("PROBE", probe);
+    crate::without_kawrap_env(&mut shell).args(["-c", &script]).env("PROBE", probe).process_group(0);
     shell
 }
 
