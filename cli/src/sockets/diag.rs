@@ -148,11 +148,15 @@ mod tests {
         SockRef::from(&client)
             .set_tcp_keepalive(&TcpKeepalive::new().with_time(Duration::from_secs(77)))
             .unwrap();
-        let local = client.local_addr().unwrap();
+        // Both ends: a TIME-WAIT socket of an earlier connection may share
+        // the local port.
+        let (local, remote) = (client.local_addr().unwrap(), client.peer_addr().unwrap());
         let mut checked = false;
         for_each_answer(&open().unwrap(), AF_INET, |header, message| {
             let id = &header.socket_id;
-            if SocketAddr::new(id.source_address, id.source_port) != local {
+            if SocketAddr::new(id.source_address, id.source_port) != local
+                || SocketAddr::new(id.destination_address, id.destination_port) != remote
+            {
                 return;
             }
             let Some(inet::Timer::KeepAlive(parsed)) = header.timer else {
