@@ -12,7 +12,8 @@ pub enum ExitCode {
     /// A subcommand, `--dry-run`, `--help` or `--version` did its job.
     Success,
     /// `kawrap check --expect` found a socket without the expected
-    /// profile (or no socket to check): the answer is "no", like grep's 1.
+    /// profile, one it could not judge, or no socket to check: the answer
+    /// is "no", like grep's 1.
     CheckFailed,
     /// kawrap could not do its job: an invalid profile, rule, policy or
     /// option, libkawrap.so not found, an unwritable log file.
