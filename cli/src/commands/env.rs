@@ -281,9 +281,9 @@ fn taking_effect(unit: &str, oneshot: Option<bool>) -> Vec<String> {
 /// 'pg_dump …'` the sockets are pg_dump's, not the shell's (the main PID).
 fn how_to_check(unit: &str, profile: &str) -> Vec<String> {
     vec![
-        format!("While it runs, check its sockets: `systemd-cgls -u {unit}` lists its"),
-        "processes (under `sh -c …`, the programs the shell started), then for each".to_owned(),
-        format!("  kawrap check --pid PID --expect {profile}"),
+        "While it runs, check the sockets of all its processes (under `sh -c …`, the".to_owned(),
+        "programs the shell started too):".to_owned(),
+        format!("  kawrap check --unit {unit} --expect {profile}"),
     ]
 }
 
