@@ -171,7 +171,7 @@ fn read_existing(dir: &OwnedFd, name: &str, path: &Path) -> Result<Option<Vec<u8
 fn create_temporary(dir: &OwnedFd, name: &str) -> io::Result<(String, File)> {
     let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
     for _ in 0..16 {
-        let temporary = format!(".{name}.{:016x}", random()?);
+        let temporary = format!(".{name}.{:016x}", random());
         match open_at(Some(dir), Path::new(&temporary), flags, 0o600) {
             Ok(fd) => {
                 set_mode(&fd, 0o644)?;
@@ -189,15 +189,14 @@ fn write_all(mut file: File, text: &str) -> io::Result<()> {
     file.sync_all()
 }
 
-/// 64 random bits from the kernel.
-fn random() -> io::Result<u64> {
-    let mut bytes = [0u8; 8];
-    // SAFETY: the buffer is valid for writes of its length for the call.
-    let got = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-    if got != bytes.len() as isize {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(u64::from_ne_bytes(bytes))
+/// 64 random bits: std's hash keys, which it takes from the kernel's
+/// getrandom(2) *system call* — not glibc's getrandom(3), which only exists
+/// from glibc 2.25 on and would keep the release `kawrap` from linking
+/// against 2.17 (`make dist`). The name only has to be hard to guess; O_EXCL
+/// and O_NOFOLLOW are what make a planted file harmless.
+fn random() -> u64 {
+    use std::hash::{BuildHasher, Hasher, RandomState};
+    RandomState::new().build_hasher().finish()
 }
 
 fn c_path(path: &Path) -> io::Result<CString> {
