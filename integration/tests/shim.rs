@@ -282,7 +282,56 @@ fn the_shim_exports_only_its_hooks_and_stays_small() {
     let mut exported: Vec<&str> =
         text.lines().filter(|l| l.contains(" T ")).filter_map(|l| l.split_whitespace().last()).collect();
     exported.sort_unstable();
-    assert_eq!(exported, ["close", "connect", "listen", "setsockopt", "socket"]);
+    assert_eq!(
+        exported,
+        ["accept", "accept4", "connect", "listen", "sendmsg", "sendto", "setsockopt", "socket"]
+    );
     let sections = std::process::Command::new("readelf").args(["-SW"]).arg(&shim).output().unwrap();
     assert!(!String::from_utf8_lossy(&sections.stdout).contains(".symtab"), "the release shim is stripped");
+}
+
+/// Functions libc.so.6 of glibc 2.17 (x86_64 base version GLIBC_2.2.5) and
+/// musl 1.2 both export (dlsym: libdl.so.2 before glibc 2.34, which the
+/// library names as needed), plus the weak references every shared object
+/// carries. A hard reference to anything else (glibc ≥ 2.34's
+/// `pthread_atfork`, for one) makes the loader refuse the library on some
+/// supported system, and with it the host program.
+const IMPORTS_EVERY_LIBC_HAS: [&str; 16] = [
+    "__cxa_finalize",
+    "__errno_location",
+    "__gmon_start__",
+    "_ITM_deregisterTMCloneTable",
+    "_ITM_registerTMCloneTable",
+    "abort",
+    "bcmp",
+    "dlsym",
+    "getauxval",
+    "memcmp",
+    "memcpy",
+    "memmove",
+    "memset",
+    "secure_getenv",
+    "strlen",
+    "syscall",
+];
+
+#[test]
+fn the_shim_imports_only_what_glibc_2_17_and_musl_both_have() {
+    let nm = std::process::Command::new("nm")
+        .args(["-D", "--undefined-only"])
+        .arg(kawrap_integration::shim_path())
+        .output();
+    let Ok(nm) = nm else {
+        kawrap_integration::skip_unless(false, "nm (binutils) not installed");
+        return;
+    };
+    let text = String::from_utf8_lossy(&nm.stdout);
+    let imports: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .map(|symbol| symbol.split('@').next().unwrap_or(symbol))
+        .collect();
+    assert!(imports.contains(&"dlsym"), "nm listed the imports: {text}");
+    let foreign: Vec<&&str> = imports.iter().filter(|s| !IMPORTS_EVERY_LIBC_HAS.contains(s)).collect();
+    assert!(foreign.is_empty(), "libkawrap.so needs {foreign:?}, which glibc 2.17 or musl 1.2 lacks");
 }

@@ -9,35 +9,19 @@ use kawrap_core::{Config, env};
 
 use crate::{log, sys};
 
-/// Longest `KAWRAP_LOG` path kept; longer ones disable logging.
-const LOG_PATH_CAPACITY: usize = 1024;
-
 /// What the hooks need, owned (the environment may be cleared later).
 pub(crate) struct Loaded {
     /// `None`: the shim stays out of the way (disabled, or invalid values).
     pub(crate) config: Option<Config>,
-    log_path: [u8; LOG_PATH_CAPACITY],
-    log_path_len: usize,
+    pub(crate) log: log::Target,
 }
 
 impl Loaded {
-    /// The log file path, NUL-terminated, if logging is on.
-    pub(crate) fn log_path(&self) -> Option<&[u8]> {
-        (self.log_path_len > 0).then(|| &self.log_path[..=self.log_path_len])
-    }
-
     fn from_environment() -> Loaded {
-        let mut loaded = Loaded { config: None, log_path: [0; LOG_PATH_CAPACITY], log_path_len: 0 };
         // secure_getenv already returns nothing in AT_SECURE processes; the
         // explicit check makes "never open a file there" independent of it.
-        if !sys::is_secure_process() {
-            if let Some(path) = sys::secure_env(env::LOG) {
-                if !path.is_empty() && path.len() < LOG_PATH_CAPACITY {
-                    loaded.log_path[..path.len()].copy_from_slice(path);
-                    loaded.log_path_len = path.len();
-                }
-            }
-        }
+        let log_path = if sys::is_secure_process() { None } else { sys::secure_env(env::LOG) };
+        let mut loaded = Loaded { config: None, log: log::Target::new(log_path) };
         if env::is_disabled(sys::secure_env(env::DISABLE)) {
             return loaded;
         }
@@ -45,13 +29,13 @@ impl Loaded {
         let (profile, rules, policy) = (text(env::PROFILE), text(env::RULES), text(env::POLICY));
         let values = [(env::PROFILE, profile), (env::RULES, rules), (env::POLICY, policy)];
         if let Some((name, _)) = values.iter().find(|(_, value)| matches!(value, Some(Err(_)))) {
-            log::not_utf8(&loaded, name);
+            log::not_utf8(&loaded.log, name);
             return loaded;
         }
         let ok = |value: Option<Result<&'static str, _>>| value.and_then(Result::ok);
         match Config::from_values(ok(profile), ok(rules), ok(policy)) {
             Ok(config) => loaded.config = Some(config),
-            Err(error) => log::invalid(&loaded, &error),
+            Err(error) => log::invalid(&loaded.log, &error),
         }
         loaded
     }

@@ -1,26 +1,70 @@
-//! `KAWRAP_LOG`: one line per socket the shim touched, appended to the
+//! `KAWRAP_LOG`: one line per socket the shim acted on, appended to the
 //! file the variable names. Nothing is formatted unless logging is on, and
 //! nothing is ever written to fd 0/1/2.
 //!
 //! Line format (key=value, one event per line):
-//! `kawrap pid=42 fd=5 event=connect dest=10.0.0.7:3306 rule=0 profile=60/10/6 set=SO_KEEPALIVE,TCP_KEEPIDLE kept=TCP_KEEPINTVL error=TCP_USER_TIMEOUT:EPERM`
+//! `kawrap pid=42 fd=5 event=connect dest=10.0.0.7:3306 rule=0 profile=60/10/6 set=SO_KEEPALIVE,TCP_KEEPIDLE kept=TCP_KEEPINTVL error=TCP_USER_TIMEOUT:EPERM(1)`
+//! `event` is what the program did: socket, connect, fastopen (a
+//! sendto/sendmsg with MSG_FASTOPEN), listen, accept (the profile given to
+//! a connection from a listener the shim never configured), setsockopt
+//! (force putting the profile's value back).
 use core::ffi::{CStr, c_int};
 use core::fmt::{self, Write};
 use core::net::SocketAddr;
 
-use kawrap_core::{ConfigError, Destination, KeepaliveProfile};
+use kawrap_core::{ConfigError, Destination, KeepaliveProfile, RuleIndex};
 
-use crate::config::Loaded;
-use crate::fds::Choice;
 use crate::options::{Applied, KeepaliveOption, OptionSet};
 use crate::sys;
 
+/// Longest `KAWRAP_LOG` path kept; longer ones disable logging.
+const PATH_CAPACITY: usize = 1024;
+
+/// Where the log goes, if anywhere: a copy of `KAWRAP_LOG` (the
+/// environment may be cleared later), NUL-terminated.
+pub(crate) struct Target {
+    path: [u8; PATH_CAPACITY],
+    len: usize,
+}
+
+impl Target {
+    /// Logging to `path` if it fits; otherwise nowhere.
+    pub(crate) fn new(path: Option<&[u8]>) -> Target {
+        let mut target = Target { path: [0; PATH_CAPACITY], len: 0 };
+        if let Some(path) = path.filter(|p| !p.is_empty() && p.len() < PATH_CAPACITY) {
+            target.path[..path.len()].copy_from_slice(path);
+            target.len = path.len();
+        }
+        target
+    }
+
+    fn path(&self) -> Option<&[u8]> {
+        (self.len > 0).then(|| &self.path[..=self.len])
+    }
+}
+
 /// What the program was doing when the shim acted.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Event {
     Socket,
-    Connect(Destination),
+    /// A connect, to this IPv4/IPv6 destination (`None`: another family,
+    /// or not asked for).
+    Connect(Option<Destination>),
+    /// A sendto/sendmsg with MSG_FASTOPEN: a connect with data.
+    FastOpen(Option<Destination>),
     Listen,
+    Accept,
+    /// The program's own setsockopt.
+    Setsockopt,
+}
+
+impl Event {
+    pub(crate) fn destination(self) -> Option<Destination> {
+        match self {
+            Event::Connect(dest) | Event::FastOpen(dest) => dest,
+            Event::Socket | Event::Listen | Event::Accept | Event::Setsockopt => None,
+        }
+    }
 }
 
 /// A fixed buffer that truncates instead of failing.
@@ -41,8 +85,8 @@ impl Write for Line {
 }
 
 /// Formats a line with `write` and appends it, if logging is on.
-fn emit(loaded: &Loaded, write: impl FnOnce(&mut Line) -> fmt::Result) {
-    let Some(path) = loaded.log_path() else { return };
+fn emit(target: &Target, write: impl FnOnce(&mut Line) -> fmt::Result) {
+    let Some(path) = target.path() else { return };
     let mut line = Line { bytes: [0; 512], len: 0 };
     let _ = write!(line, "kawrap pid={} ", sys::getpid());
     let _ = write(&mut line);
@@ -74,21 +118,36 @@ fn errno_name(errno: c_int) -> &'static str {
     }
 }
 
+fn destination(f: &mut Line, dest: Option<Destination>) -> fmt::Result {
+    match dest {
+        Some(dest) => write!(f, " dest={}", SocketAddr::new(dest.ip, dest.port)),
+        None => Ok(()),
+    }
+}
+
 pub(crate) fn applied(
-    loaded: &Loaded,
+    target: &Target,
     fd: c_int,
     event: Event,
-    choice: Choice,
+    choice: RuleIndex,
     profile: &KeepaliveProfile,
-    kept: OptionSet,
     applied: &Applied,
 ) {
-    emit(loaded, |f| {
+    emit(target, |f| {
         write!(f, "fd={fd} event=")?;
         match event {
             Event::Socket => f.write_str("socket")?,
             Event::Listen => f.write_str("listen")?,
-            Event::Connect(dest) => write!(f, "connect dest={}", SocketAddr::new(dest.ip, dest.port))?,
+            Event::Accept => f.write_str("accept")?,
+            Event::Setsockopt => f.write_str("setsockopt")?,
+            Event::Connect(dest) => {
+                f.write_str("connect")?;
+                destination(f, dest)?;
+            }
+            Event::FastOpen(dest) => {
+                f.write_str("fastopen")?;
+                destination(f, dest)?;
+            }
         }
         match choice {
             Some(index) => write!(f, " rule={index}")?,
@@ -96,9 +155,9 @@ pub(crate) fn applied(
         }
         write!(f, " profile={profile} set=")?;
         options(f, applied.set)?;
-        if kept != OptionSet::EMPTY {
+        if applied.kept != OptionSet::EMPTY {
             f.write_str(" kept=")?;
-            options(f, kept)?;
+            options(f, applied.kept)?;
         }
         if let Some((option, errno)) = applied.failed {
             write!(f, " error={}:{}({errno})", option.name(), errno_name(errno))?;
@@ -107,25 +166,22 @@ pub(crate) fn applied(
     });
 }
 
-pub(crate) fn forced(loaded: &Loaded, fd: c_int, option: KeepaliveOption, value: c_int) {
-    emit(loaded, |f| write!(f, "fd={fd} event=setsockopt policy=force {}={value}", option.name()));
-}
-
-pub(crate) fn force_failed(loaded: &Loaded, fd: c_int, option: KeepaliveOption, errno: c_int) {
-    emit(loaded, |f| {
-        write!(
+pub(crate) fn forced(target: &Target, fd: c_int, option: KeepaliveOption, outcome: Result<c_int, c_int>) {
+    emit(target, |f| match outcome {
+        Ok(value) => write!(f, "fd={fd} event=setsockopt policy=force {}={value}", option.name()),
+        Err(errno) => write!(
             f,
             "fd={fd} event=setsockopt policy=force error={}:{}({errno})",
             option.name(),
             errno_name(errno)
-        )
+        ),
     });
 }
 
-pub(crate) fn invalid(loaded: &Loaded, error: &ConfigError<'_>) {
-    emit(loaded, |f| write!(f, "disabled: {error}"));
+pub(crate) fn invalid(target: &Target, error: &ConfigError<'_>) {
+    emit(target, |f| write!(f, "disabled: {error}"));
 }
 
-pub(crate) fn not_utf8(loaded: &Loaded, name: &CStr) {
-    emit(loaded, |f| write!(f, "disabled: {} is not valid UTF-8", name.to_str().unwrap_or("variable")));
+pub(crate) fn not_utf8(target: &Target, name: &CStr) {
+    emit(target, |f| write!(f, "disabled: {} is not valid UTF-8", name.to_str().unwrap_or("variable")));
 }

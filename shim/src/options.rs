@@ -81,6 +81,12 @@ impl KeepaliveOption {
         let (level, name) = self.level_and_name();
         sys::set_int_option(fd, level, name, value)
     }
+
+    /// Reads this option of `fd` from the kernel.
+    pub(crate) fn get(self, fd: c_int) -> Result<c_int, c_int> {
+        let (level, name) = self.level_and_name();
+        sys::get_int_option(fd, level, name)
+    }
 }
 
 /// A set of [`KeepaliveOption`]s, as bits.
@@ -89,6 +95,7 @@ pub(crate) struct OptionSet(u8);
 
 impl OptionSet {
     pub(crate) const EMPTY: OptionSet = OptionSet(0);
+    pub(crate) const ALL: OptionSet = OptionSet(0x1f);
 
     pub(crate) fn from_bits(bits: u8) -> Self {
         OptionSet(bits & 0x1f)
@@ -106,55 +113,30 @@ impl OptionSet {
         self.0 & option.bit() != 0
     }
 
-    fn insert(&mut self, option: KeepaliveOption) {
+    pub(crate) fn insert(&mut self, option: KeepaliveOption) {
         self.0 |= option.bit();
     }
 }
 
 /// What applying a profile did.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub(crate) struct Applied {
     /// Options set successfully.
     pub(crate) set: OptionSet,
+    /// Options left as they were: the program's own, under `respect`.
+    pub(crate) kept: OptionSet,
     /// The first option the kernel refused, with its errno.
     pub(crate) failed: Option<(KeepaliveOption, c_int)>,
 }
 
-/// Sets every option of `profile` on `fd` except those in `keep` (the
-/// program's own, under the respect policy). Errors are collected, never
-/// returned to the program: its call succeeds or fails on its own.
-pub(crate) fn apply(fd: c_int, profile: &KeepaliveProfile, keep: OptionSet) -> Applied {
-    let mut applied = Applied { set: OptionSet::EMPTY, failed: None };
-    for option in KeepaliveOption::ALL {
-        let Some(value) = option.value_in(profile) else { continue };
-        if keep.contains(option) {
-            continue;
-        }
-        match option.set(fd, value) {
-            Ok(()) => applied.set.insert(option),
+impl Applied {
+    /// Records the outcome of setting `option`.
+    pub(crate) fn record(&mut self, option: KeepaliveOption, outcome: Result<(), c_int>) {
+        match outcome {
+            Ok(()) => self.set.insert(option),
             Err(errno) => {
-                applied.failed.get_or_insert((option, errno));
+                self.failed.get_or_insert((option, errno));
             }
         }
     }
-    applied
-}
-
-/// True if `fd` is a TCP socket of AF_INET/AF_INET6 — asked of the kernel,
-/// for descriptors the shim did not see created.
-pub(crate) fn is_tcp_socket(fd: c_int) -> bool {
-    let get = |name| sys::get_int_option(fd, libc::SOL_SOCKET, name);
-    matches!(get(libc::SO_DOMAIN), Some(libc::AF_INET | libc::AF_INET6))
-        && get(libc::SO_TYPE) == Some(libc::SOCK_STREAM)
-        && get(libc::SO_PROTOCOL) == Some(libc::IPPROTO_TCP)
-}
-
-/// True if `socket(domain, kind, protocol)` makes a TCP socket. The type
-/// may carry SOCK_CLOEXEC | SOCK_NONBLOCK; MPTCP (262) and raw sockets
-/// are left alone.
-pub(crate) fn creates_tcp_socket(domain: c_int, kind: c_int, protocol: c_int) -> bool {
-    const SOCK_TYPE_MASK: c_int = 0xf;
-    matches!(domain, libc::AF_INET | libc::AF_INET6)
-        && kind & SOCK_TYPE_MASK == libc::SOCK_STREAM
-        && matches!(protocol, 0 | libc::IPPROTO_TCP)
 }
