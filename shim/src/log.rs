@@ -1,9 +1,13 @@
 //! `KAWRAP_LOG`: one line per socket the shim acted on, appended to the
-//! file the variable names. Nothing is formatted unless logging is on, and
-//! nothing is ever written to fd 0/1/2.
+//! file the variable names — an absolute path, or no log at all (a relative
+//! one would land in whatever directory the program happens to be in).
+//! Nothing is formatted unless logging is on, and nothing is ever written
+//! to fd 0/1/2.
 //!
-//! Line format (key=value, one event per line):
-//! `kawrap pid=42 fd=5 event=connect dest=10.0.0.7:3306 rule=0 profile=60/10/6 set=SO_KEEPALIVE,TCP_KEEPIDLE kept=TCP_KEEPINTVL error=TCP_USER_TIMEOUT:EPERM(1)`
+//! Line format: the UTC wall-clock time (RFC 3339, milliseconds), then
+//! key=value pairs; `comm` is the program's name as `ps` shows it, with
+//! spaces, `=`, `\` and non-printable bytes written `\xNN`:
+//! `2026-12-03T07:21:09.123Z kawrap pid=42 comm=mysqldump fd=5 event=connect dest=10.0.0.7:3306 rule=0 profile=60/10/6 set=SO_KEEPALIVE,TCP_KEEPIDLE kept=TCP_KEEPINTVL error=TCP_USER_TIMEOUT:EPERM(1)`
 //! `event` is what the program did: socket, connect, fastopen (a
 //! sendto/sendmsg with MSG_FASTOPEN), listen, accept (the profile given to
 //! a connection from a listener the shim never configured), setsockopt
@@ -28,10 +32,10 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    /// Logging to `path` if it fits; otherwise nowhere.
+    /// Logging to `path` if it is absolute and fits; otherwise nowhere.
     pub(crate) fn new(path: Option<&[u8]>) -> Target {
         let mut target = Target { path: [0; PATH_CAPACITY], len: 0 };
-        if let Some(path) = path.filter(|p| !p.is_empty() && p.len() < PATH_CAPACITY) {
+        if let Some(path) = path.filter(|p| p.first() == Some(&b'/') && p.len() < PATH_CAPACITY) {
             target.path[..path.len()].copy_from_slice(path);
             target.len = path.len();
         }
@@ -88,10 +92,49 @@ impl Write for Line {
 fn emit(target: &Target, write: impl FnOnce(&mut Line) -> fmt::Result) {
     let Some(path) = target.path() else { return };
     let mut line = Line { bytes: [0; 512], len: 0 };
-    let _ = write!(line, "kawrap pid={} ", sys::getpid());
+    let _ = write_time(&mut line, sys::clock(libc::CLOCK_REALTIME));
+    let _ = write!(line, " kawrap pid={} comm=", sys::getpid());
+    let (name, len) = sys::thread_name();
+    let _ = write_escaped(&mut line, &name[..len]);
+    let _ = line.write_str(" ");
     let _ = write(&mut line);
     line.bytes[line.len] = b'\n';
     sys::append_to_file(path, &line.bytes[..=line.len]);
+}
+
+/// `2026-12-03T07:21:09.123Z` for (seconds, nanoseconds) since the epoch.
+fn write_time(f: &mut impl Write, (secs, nanos): (i64, i64)) -> fmt::Result {
+    let (days, second_of_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days: proleptic Gregorian, 400-year eras.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    write!(
+        f,
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        second_of_day / 3600,
+        second_of_day / 60 % 60,
+        second_of_day % 60,
+        nanos / 1_000_000
+    )
+}
+
+/// Bytes as they may stand in a key=value line.
+fn write_escaped(f: &mut impl Write, bytes: &[u8]) -> fmt::Result {
+    for &byte in bytes {
+        if byte.is_ascii_graphic() && byte != b'=' && byte != b'\\' {
+            f.write_char(char::from(byte))?;
+        } else {
+            write!(f, "\\x{byte:02x}")?;
+        }
+    }
+    Ok(())
 }
 
 fn options(f: &mut Line, set: OptionSet) -> fmt::Result {

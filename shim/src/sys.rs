@@ -157,6 +157,17 @@ pub(crate) fn getpid() -> i64 {
     unsafe { syscall(libc::SYS_getpid, [0; 6]) }.map_or(0, |pid| pid as i64)
 }
 
+/// The calling thread's name (`comm`, as `ps` shows it): up to 15 bytes.
+pub(crate) fn thread_name() -> ([u8; 16], usize) {
+    let mut name = [0u8; 16];
+    // SAFETY: PR_GET_NAME writes at most 16 bytes, NUL included.
+    let _ = unsafe {
+        syscall(libc::SYS_prctl, [libc::PR_GET_NAME as usize, name.as_mut_ptr() as usize, 0, 0, 0, 0])
+    };
+    let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    (name, len)
+}
+
 /// The environment variable's bytes, or `None` if unset — always `None` in
 /// a setuid/setgid/capability (AT_SECURE) process.
 pub(crate) fn secure_env(name: &core::ffi::CStr) -> Option<&'static [u8]> {
@@ -194,21 +205,44 @@ fn is_regular(stat: &libc::stat) -> bool {
     stat.st_mode & libc::S_IFMT == libc::S_IFREG
 }
 
-/// Appends `line` to the file at `path` (NUL-terminated): opened, written
-/// with one `write(2)` (O_APPEND keeps concurrent lines whole) and closed
-/// again, so no descriptor of ours lives in the program (a daemon that
-/// closes all fds, or reuses the number, can't be confused by it).
+/// Appends `line` to the regular file at `path` (absolute, NUL-terminated):
+/// opened, written with one `write(2)` (O_APPEND keeps concurrent lines
+/// whole) and closed again, so no descriptor of ours lives in the program
+/// (a daemon that closes all fds, or reuses the number, can't be confused).
 ///
-/// Only a regular file is written: a FIFO nobody reads would block the
-/// program (hence O_NONBLOCK on open), a terminal or pipe would put our
-/// text on the program's output. A write past `ulimit -f` would kill the
-/// program with SIGXFSZ, so a log at the limit stops growing instead.
+/// What is refused, silently:
+/// - a symbolic link as the last component, even a dangling one
+///   (O_NOFOLLOW): someone who can write the log's directory must not make
+///   the program append to, or create, a file of their choosing;
+/// - anything but a regular file, checked before opening (opening a device
+///   can have effects of its own) and again on the open descriptor: a FIFO
+///   nobody reads would block the program (hence also O_NONBLOCK), a
+///   terminal or pipe would put our text on the program's output;
+/// - a write past `ulimit -f`, which would kill the program with SIGXFSZ:
+///   a log at the limit stops growing instead.
 pub(crate) fn append_to_file(path: &[u8], line: &[u8]) {
-    let flags =
-        libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK;
+    let flags = libc::O_WRONLY
+        | libc::O_APPEND
+        | libc::O_CREAT
+        | libc::O_CLOEXEC
+        | libc::O_NOCTTY
+        | libc::O_NONBLOCK
+        | libc::O_NOFOLLOW;
     let at_cwd = libc::AT_FDCWD as isize as usize;
-    // SAFETY: path is NUL-terminated (checked by the caller); the
-    // descriptor is ours and closed by OwnFd.
+    // SAFETY: an all-zero stat is a valid value to be overwritten.
+    let mut stat: libc::stat = unsafe { core::mem::zeroed() };
+    let stat_out = &mut stat as *mut libc::stat as usize;
+    // SAFETY: path is NUL-terminated (checked by the caller), stat is live.
+    let before = unsafe {
+        syscall(
+            libc::SYS_newfstatat,
+            [at_cwd, path.as_ptr() as usize, stat_out, libc::AT_SYMLINK_NOFOLLOW as usize, 0, 0],
+        )
+    };
+    if before.is_ok() && !is_regular(&stat) {
+        return;
+    }
+    // SAFETY: as above; the descriptor is ours and closed by OwnFd.
     let Ok(opened) =
         (unsafe { syscall(libc::SYS_openat, [at_cwd, path.as_ptr() as usize, flags as usize, 0o600, 0, 0]) })
     else {
@@ -227,9 +261,6 @@ pub(crate) fn append_to_file(path: &[u8], line: &[u8]) {
         };
         fd = OwnFd(moved);
     }
-    // SAFETY: an all-zero stat is a valid value to be overwritten.
-    let mut stat: libc::stat = unsafe { core::mem::zeroed() };
-    let stat_out = &mut stat as *mut libc::stat as usize;
     let mut limit = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
     let limit_out = &mut limit as *mut libc::rlimit as usize;
     // SAFETY: stat and limit are live; prlimit64(0, …, NULL, out) only reads.
