@@ -3,19 +3,25 @@
 //! for the program's own setsockopt, around) the real call.
 //!
 //! Two ways of keeping track, chosen by the configuration:
-//! - **One profile, `respect`** (the default): every decision can be made
-//!   from the kernel's SO_KEEPALIVE. The shim turns it on for every TCP
-//!   socket it creates; a socket that has it on at connect, listen or accept
-//!   was configured by the shim, by the program, or by whoever made it
-//!   (respect keeps all three), and is left alone. Only a socket with it
-//!   off — one the shim did not create, or whose program turned keepalive
-//!   off — is looked at further (TCP? the program's own choice, from its
-//!   record?). So `socket()` makes no call of its own, and `connect()`
-//!   and `accept()` one getsockopt each.
+//! - **One profile, `respect`** (the default): a connect's decision can be
+//!   made from the kernel's SO_KEEPALIVE. The shim turns it on for every TCP
+//!   socket it creates; a socket that has it on at connect was configured by
+//!   the shim, by the program, or by whoever made it (respect keeps all
+//!   three), and is left alone. Only a socket with it off — one the shim
+//!   did not create, or whose program turned keepalive off — is looked at
+//!   further (TCP? the program's own choice, from its record?). So
+//!   `socket()` makes no call of its own and `connect()` one getsockopt;
+//!   the shim's socket() marks the number *fresh* (no identity asked), which
+//!   the program's first keepalive setsockopt claims once the kernel shows
+//!   SO_KEEPALIVE on.
 //! - **Rules, or `force`**: the shim must know which profile each socket
 //!   got (a connect may need a rule's, force puts back the one it got). It
-//!   records each socket's identity at `socket()` (one getsockopt) and
-//!   finds the record again by identity at `connect()` (one more).
+//!   records each socket's identity at `socket()` and `accept()` (one
+//!   getsockopt) and finds the record again by identity at `connect()` (one
+//!   more).
+//!
+//! The program's own setsockopt of a keepalive option costs one getsockopt
+//! (the identity), two the first time on a fresh number.
 //!
 //! A socket the shim meets for the first time (made by a raw syscall,
 //! received from another process, inherited): under `respect`, SO_KEEPALIVE
@@ -31,11 +37,16 @@
 //! handshake only of non-blocking connects; the main profile's, set at
 //! `socket()`, always does.
 //!
-//! Listeners inherited from a parent (systemd socket activation, inetd) are
-//! never changed: another process holds them too. A connection accepted
-//! from one gets the profile itself, unless the listener had keepalive on
-//! (systemd's `KeepAlive=`): under `respect` that choice is inherited as it
-//! is; under `force` the profile replaces it.
+//! Listeners: `listen()` gives one the profile (once: a socket with a
+//! destination's rule keeps it) and records it as a listener's, confirmed
+//! with the kernel; `accept()` trusts that record, so a connection from a
+//! configured listener costs no call of the shim's (see `accepted` for the
+//! one case this trust does not cover). Listeners inherited from a parent
+//! (systemd socket activation, inetd) are never changed: another process
+//! holds them too. A connection accepted from one gets the profile itself,
+//! unless the listener had keepalive on (systemd's `KeepAlive=`): under
+//! `respect` that choice is inherited as it is; under `force` the profile
+//! replaces it.
 use core::ffi::c_int;
 
 use kawrap_core::{Config, KeepaliveProfile, Policy, RuleIndex};
@@ -168,8 +179,7 @@ fn tcp_record(
     }
 }
 
-/// The kernel accepted a connect of `fd` (`event` says how, and where to),
-/// or a `listen()` (`Event::Listen`).
+/// The kernel accepted a connect of `fd` (`event` says how, and where to).
 pub(crate) fn connected(loaded: &Loaded, fd: c_int, event: Event) {
     let Some(config) = &loaded.config else { return };
     let every = records_every_socket(config);
@@ -178,7 +188,7 @@ pub(crate) fn connected(loaded: &Loaded, fd: c_int, event: Event) {
         // Keepalive on: nothing is owed (see module docs).
         return;
     }
-    if every && dest.is_none() && event != Event::Listen {
+    if every && dest.is_none() {
         // Not an IPv4/IPv6 destination (AF_UNSPEC dissolves a connection).
         return;
     }
@@ -188,20 +198,45 @@ pub(crate) fn connected(loaded: &Loaded, fd: c_int, event: Event) {
         return;
     };
     let Some(record) = handle.record().filter(|r| r.is_tcp()) else { return };
-    let choice = if event == Event::Listen { None } else { config.profile_for(dest.as_ref()).0 };
-    let needed = if !every {
-        // Keepalive is off: only the program's own SO_KEEPALIVE=0 stands.
-        !record.program_set().contains(KeepaliveOption::Enable)
-    } else if event == Event::Listen {
-        // A listener gets the profile once; listen() on a socket with a
-        // destination's rule must not undo it.
-        record.applied().is_none()
-    } else {
+    let choice = config.profile_for(dest.as_ref()).0;
+    let needed = if every {
         // A destination may call for another profile than socket() gave.
         record.applied() != Some(choice)
+    } else {
+        // Keepalive is off: only the program's own SO_KEEPALIVE=0 stands.
+        !record.program_set().contains(KeepaliveOption::Enable)
     };
     if needed {
         apply_shared(loaded, config, fd, handle, choice, event);
+    }
+}
+
+/// `listen()` succeeded on `fd`: the listener gets the profile once (and a
+/// socket with a destination's rule keeps it), and its record is marked as
+/// a listener's, for `accepted`.
+pub(crate) fn listening(loaded: &Loaded, fd: c_int) {
+    let Some(config) = &loaded.config else { return };
+    let Some(identity) = socket::identity(fd) else { return };
+    let fresh = matches!(records::at(fd, identity), Place::Fresh) && socket::keepalive_on(fd) == Some(true);
+    let handle = if fresh { records::claim_fresh(fd, identity) } else { records::find(fd, identity) };
+    let Some(handle) = handle else {
+        if let Some(handle) = first_meeting(loaded, config, fd, identity, Event::Listen) {
+            handle.mark_listening();
+        }
+        return;
+    };
+    handle.mark_listening();
+    let Some(record) = handle.record().filter(|r| r.is_tcp()) else { return };
+    let needed = if records_every_socket(config) {
+        record.applied().is_none()
+    } else {
+        // As at connect: keepalive off, and not by the program's choice.
+        !fresh
+            && !record.program_set().contains(KeepaliveOption::Enable)
+            && socket::keepalive_on(fd) == Some(false)
+    };
+    if needed {
+        apply_shared(loaded, config, fd, handle, None, Event::Listen);
     }
 }
 
@@ -212,53 +247,51 @@ pub(crate) fn wants_destination(loaded: &Loaded) -> bool {
 }
 
 /// `accept()` on `listener` returned `fd`: a connection from a listener
-/// the shim configured has the profile already (the kernel copied it);
-/// from one it never configured, it gets the profile here.
+/// the shim configured has the profile already (the kernel copied it); one
+/// from a listener it never configured gets it here.
+///
+/// The listener's record is confirmed with the kernel when the shim meets
+/// it (at `listen()`, or at its first `accept()`), and trusted afterwards:
+/// listeners live long and their numbers rarely change hands, and an
+/// accepted connection then costs no system call of the shim's. (A program
+/// that closed a listener behind libc's back and put an unconfigured
+/// listening socket on the same number, by dup2 or a raw syscall, would have
+/// its connections keep that listener's settings.)
 pub(crate) fn accepted(loaded: &Loaded, listener: c_int, fd: c_int) {
     let Some(config) = &loaded.config else { return };
-    let keep = if records_every_socket(config) {
-        // The listener's record says all (one getsockopt), and the new
-        // socket is recorded (one more), as every socket is.
-        let Some(listener) = listener_record(config, listener) else { return };
-        let keep = if respects_program(config) { listener.program_set() } else { OptionSet::EMPTY };
+    let every = records_every_socket(config);
+    let Some(listener) = listener_record(loaded, config, listener) else {
+        if !every {
+            records::forget_fresh(fd);
+        }
+        return;
+    };
+    if every {
         if let Some(identity) = socket::identity(fd) {
             records::create(fd, Record::tcp(identity, Some(None)));
         }
-        if listener.applied().is_some() || keep.contains(KeepaliveOption::Enable) {
-            return;
-        }
-        keep
     } else {
-        // SO_KEEPALIVE on was inherited: configured by the shim, the program
-        // or whoever made the listener (respect keeps all three).
-        match socket::keepalive_on(fd) {
-            Some(true) => {
-                records::mark_fresh(fd);
-                return;
-            }
-            Some(false) if socket::is_tcp(fd) => {}
-            _ => {
-                records::forget_fresh(fd);
-                return;
-            }
-        }
-        let Some(listener) = listener_record(config, listener) else { return };
-        if listener.program_set().contains(KeepaliveOption::Enable) {
-            // The program turned keepalive off on its listener.
-            return;
-        }
         records::mark_fresh(fd);
-        listener.program_set()
-    };
+    }
+    let keep = if respects_program(config) { listener.program_set() } else { OptionSet::EMPTY };
+    // Configured by the shim; or, under respect, keepalive turned off by the
+    // program, or configured by whoever made the listener.
+    if listener.applied().is_some() || keep.contains(KeepaliveOption::Enable) {
+        return;
+    }
     let applied = apply_new(fd, &config.profile, keep);
     log::applied(&loaded.log, fd, Event::Accept, None, &config.profile, &applied);
 }
 
-/// The listener's record; made if the shim had none (a listener it never
-/// saw listen: inherited, or made by a raw syscall), without changing the
-/// listener itself — other processes may hold it too. Under `respect`, one
-/// with keepalive on was configured by whoever made it, and that stands.
-fn listener_record(config: &Config, listener: c_int) -> Option<Record> {
+/// The record of the listener at `listener`, if it is TCP: the one marked
+/// as a listener's there, or else made now (see `accepted`), without
+/// changing the listener itself — other processes may hold it too. Under
+/// `respect`, a listener with keepalive on was configured by whoever made
+/// it, and that stands.
+fn listener_record(loaded: &Loaded, config: &Config, listener: c_int) -> Option<Record> {
+    if let Some(record) = records::listener_at(listener) {
+        return Some(record).filter(|r| r.is_tcp());
+    }
     let identity = socket::identity(listener)?;
     let handle = match records::find(listener, identity) {
         Some(handle) => handle,
@@ -266,14 +299,14 @@ fn listener_record(config: &Config, listener: c_int) -> Option<Record> {
             let handle = records::create(listener, Record::tcp(identity, None))?;
             if respects_program(config) && socket::keepalive_on(listener) == Some(true) {
                 handle.keep_all();
+                let applied = Applied { kept: OptionSet::ALL, ..Applied::default() };
+                log::applied(&loaded.log, listener, Event::Accept, None, &config.profile, &applied);
             }
             handle
         }
-        None => {
-            records::create(listener, Record::not_tcp(identity));
-            return None;
-        }
+        None => records::create(listener, Record::not_tcp(identity))?,
     };
+    handle.mark_listening();
     handle.record().filter(|r| r.is_tcp())
 }
 

@@ -119,7 +119,7 @@ pub unsafe extern "C" fn sendmsg(fd: c_int, message: *const msghdr, flags: c_int
 pub unsafe extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
     let result = real::listen(fd, backlog);
     if result == 0 {
-        config::with(|loaded| events::connected(loaded, fd, Event::Listen));
+        config::with(|loaded| events::listening(loaded, fd));
     }
     result
 }

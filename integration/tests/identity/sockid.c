@@ -24,13 +24,14 @@
  *   v6-len24              connect an IPv6 socket with the 24-byte (RFC 2133) address length
  *   efault                connect(fd, (void *)8, 16)
  *   seccomp-eperm         the same under a filter answering EPERM to process_vm_readv
- *   seccomp-kill          under an allow-list filter that kills on anything else: connect
+ *   seccomp-kill          under an allow-list filter that kills on anything else: connect,
+ *                         accept, set TCP_KEEPIDLE=61
  *   race TRIALS           connect in one thread while another sets TCP_KEEPIDLE=7: how many
  *                         trials lost the program's value
  *   dlclose-fork LIB      dlopen and dlclose LIB, then fork: how the child ended
  *   listen-exec [ka] -- PROGRAM...   make a listener at fd 3 (with SO_KEEPALIVE=1 and
- *                         TCP_KEEPIDLE=45 when `ka`), queue one connection on it, exec PROGRAM
- *   accept-inherited      accept from fd 3 and print the accepted socket's options
+ *                         TCP_KEEPIDLE=45 when `ka`), queue two connections on it, exec PROGRAM
+ *   accept-inherited      accept twice from fd 3 and print each accepted socket's options
  *   listener-off          turn keepalive off on a listener, accept a connection from it */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -343,6 +344,7 @@ static int case_seccomp_kill(void) {
     result("connect", connect_to_server(fd));
     int accepted = accept(lst, NULL, NULL);
     printf("accepted=%d\n", accepted >= 0);
+    result("set_idle", set(fd, IPPROTO_TCP, TCP_KEEPIDLE, 61));
     print(fd);
     fflush(stdout);
     return 0;
@@ -445,18 +447,20 @@ static int case_listen_exec(int argc, char **argv) {
     }
     if (dup2(lst, 3) != 3)
         return 3;
-    int client = tcp();
-    if (connect_to_server(client))
-        return 3;
+    for (int i = 0; i < 2; i++)
+        if (connect_to_server(tcp()))
+            return 3;
     execvp(argv[1], &argv[1]);
     perror("exec");
     return 127;
 }
 
 static int case_accept_inherited(void) {
-    int fd = accept(3, NULL, NULL);
-    printf("accepted=%d\n", fd >= 0);
-    print(fd);
+    for (int i = 0; i < 2; i++) {
+        int fd = accept(3, NULL, NULL);
+        printf("accepted=%d\n", fd >= 0);
+        print(fd);
+    }
     return 0;
 }
 
