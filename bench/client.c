@@ -81,6 +81,12 @@ __attribute__((noinline)) void step_connect(int fd, const struct sockaddr_in *to
     if (connect(fd, (const struct sockaddr *)to, sizeof *to) != 0) die("connect");
 }
 
+__attribute__((noinline)) int step_accept(int server) {
+    int fd = accept4(server, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0) die("accept");
+    return fd;
+}
+
 __attribute__((noinline)) void step_close(int fd) {
     if (close(fd) != 0) die("close");
 }
@@ -111,9 +117,7 @@ static int listener(struct sockaddr_in *address) {
 __attribute__((noinline)) void conn_cycle(int server, const struct sockaddr_in *to) {
     int fd = step_socket();
     step_connect(fd, to);
-    int accepted = accept4(server, NULL, NULL, SOCK_CLOEXEC);
-    if (accepted < 0) die("accept");
-    step_close(accepted);
+    step_close(step_accept(server));
     step_close(fd);
 }
 

@@ -345,7 +345,7 @@ static long status_field(pid_t pid, const char *field) {
 
 /* Sums the shim's mappings in /proc/PID/smaps: its file-backed ones, and
  * the anonymous one that directly follows them (the .bss beyond the file:
- * the 2 MiB fd table). */
+ * the shim's table of socket records, 8 MiB). */
 static void shim_mappings(pid_t pid, struct memory *m) {
     char path[64], line[4608];
     snprintf(path, sizeof path, "/proc/%d/smaps", (int)pid);
@@ -718,16 +718,18 @@ int main(int argc, char **argv) {
         for (int i = 0; i < 2; i++) measure_syscalls(&syscalls[i], scratch);
     else fprintf(stderr, "  strace: skipped (strace not installed)\n");
 
-    static struct count counts[4] = {
+    enum { COUNTS = 5 };
+    static struct count counts[COUNTS] = {
         {.name = "socket()", .mode = "sock", .function = "step_socket", .calls_per_iteration = 1},
         {.name = "close()", .mode = "sock", .function = "step_close", .calls_per_iteration = 1},
         {.name = "connect()", .mode = "conn", .function = "step_connect", .calls_per_iteration = 1},
+        {.name = "accept4()", .mode = "conn", .function = "step_accept", .calls_per_iteration = 1},
         {.name = "whole connect cycle", .mode = "conn", .function = "conn_cycle", .calls_per_iteration = 1},
     };
     static struct exec_count execs[3] = {
         {.program = "true"}, {.program = "curl", .arg = "--version"}, {.program = "psql", .arg = "--version"}};
     if (have_valgrind) {
-        for (int i = 0; i < 4; i++) measure_count(&counts[i], scratch);
+        for (int i = 0; i < COUNTS; i++) measure_count(&counts[i], scratch);
         for (int i = 0; i < 3; i++) measure_exec(&execs[i], scratch);
     }
     else fprintf(stderr, "  callgrind: skipped (valgrind not installed)\n");
@@ -797,7 +799,7 @@ int main(int argc, char **argv) {
     }
     if (have_valgrind) {
         fprintf(out, "\nUser-space instructions of the whole command (callgrind, following execs): the loader "
-                     "and the constructor (reads KAWRAP_*, resolves 5 symbols).\n\n");
+                     "and the constructor (reads KAWRAP_*, resolves the 8 hooked functions).\n\n");
         fprintf(out, "| command | no preload | empty .so preloaded | kawrap | kawrap − empty .so |\n");
         fprintf(out, "|---|---|---|---|---|\n");
         for (int i = 0; i < 3; i++)
@@ -826,7 +828,7 @@ int main(int argc, char **argv) {
                      "counted).\n\n");
         fprintf(out, "| call | no keepalive | inline setsockopt | kawrap | kawrap − inline |\n");
         fprintf(out, "|---|---|---|---|---|\n");
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < COUNTS; i++)
             fprintf(out, "| %s | %.0f | %.0f | %.0f | %+.0f |\n", counts[i].name, counts[i].per_call[NONE],
                     counts[i].per_call[INLINE], counts[i].per_call[KAWRAP],
                     counts[i].per_call[KAWRAP] - counts[i].per_call[INLINE]);
@@ -900,10 +902,10 @@ int main(int argc, char **argv) {
     if (!have_valgrind) fprintf(j, "null,\n");
     else {
         fprintf(j, "{\n");
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < COUNTS; i++)
             fprintf(j, "    \"%s\": {\"none\": %.1f, \"inline\": %.1f, \"kawrap\": %.1f}%s\n", counts[i].name,
                     counts[i].per_call[NONE], counts[i].per_call[INLINE], counts[i].per_call[KAWRAP],
-                    i < 3 ? "," : "");
+                    i < COUNTS - 1 ? "," : "");
         fprintf(j, "  },\n");
     }
     fprintf(j, "  \"syscalls_per_iteration\": ");
