@@ -4,7 +4,8 @@
 //! A record is (identity, state): the socket's identity (48 bits of its
 //! SO_COOKIE, see `socket::identity`) and 16 bits saying which keepalive
 //! options the program set itself, which profile the shim applied, whether
-//! the socket is TCP, and whether a thread is writing one of its options.
+//! the socket is TCP or a listener, and whether a thread is writing one of
+//! its options.
 //!
 //! Records live in a table indexed by descriptor number (zero pages until
 //! touched), at the number the program used last for that socket. The
@@ -36,6 +37,11 @@
 //! option; the program marks its option first, makes its call, and if the
 //! mark it replaced showed a write in progress, waits for that write to
 //! end and makes its call again — so the program's value is the last one.
+//! Waiting is bounded: a mark that stays longer than a write could take is
+//! one a fork copied from a thread the child does not have, and is cleared.
+//! (While a record moves from one number to another, a third thread using
+//! the same socket through yet another number at that instant may not find
+//! it, and treats the socket as one it meets for the first time.)
 use core::ffi::c_int;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
