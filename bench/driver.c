@@ -853,7 +853,7 @@ int main(int argc, char **argv) {
                 memory.vm_rss_kb[HOST_KAWRAP]);
         fprintf(out, "| libkawrap.so's file mappings: resident / private dirty | %ld KiB / %ld KiB | |\n",
                 memory.shim_rss_kb, memory.shim_private_kb);
-        fprintf(out, "| fd table (.bss): mapped / resident | %ld KiB / %ld KiB | |\n", memory.table_size_kb,
+        fprintf(out, "| socket-record table (.bss): mapped / resident | %ld KiB / %ld KiB | |\n", memory.table_size_kb,
                 memory.table_rss_kb);
     }
     fprintf(out, "\nAll targets: %s\n", all_hold ? "hold" : "NOT all hold (see MISSED)");
