@@ -499,7 +499,8 @@ fn matrix_readouts(bare: &[String], config: Option<&Config>, addr: &str) -> Vec<
 fn bad_values_in_any_kawrap_variable_never_reach_the_program() {
     let Some(lab) = Lab::new() else { return };
     let (shim, probe) = (lab.shim(), lab.kaprobe());
-    // Relative KAWRAP_LOG values ("0", "-1", …) land here.
+    // Relative KAWRAP_LOG values ("0", "-1", …) would land here (the shim
+    // ignores them; tests/shim_log.rs checks that nothing is created).
     let cwd = lab.subdir("cwd", 0o755);
     let (_listener, addr) = listener();
     let steps = matrix_steps(&addr);
