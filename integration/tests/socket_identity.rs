@@ -307,3 +307,17 @@ fn connections_accepted_from_an_inherited_listener_get_the_profile() {
         assert_eq!(lab.compare(&["listener-off"], &env), [want], "{policy} {rules}");
     }
 }
+
+/// A listener's record is asked of the kernel at every accept, like any
+/// other: one the shim configured, then replaced on its number behind
+/// libc's back by an unconfigured one, must not pass its "configured" mark
+/// on to the newcomer's connections.
+#[test]
+fn a_listener_replaced_behind_libcs_back_is_never_trusted() {
+    let Some(lab) = Lab::new() else { return };
+    for (policy, rules) in [("respect", ""), ("respect", RULES), ("force", "")] {
+        let env = env(&[("KAWRAP_PROFILE", PROFILE), ("KAWRAP_POLICY", policy), ("KAWRAP_RULES", rules)]);
+        let readouts = lab.compare(&["listener-swap"], &env);
+        assert_eq!(readouts, [line(1, MAIN), line(1, MAIN)], "{policy} {rules}");
+    }
+}

@@ -38,12 +38,11 @@
 //! `socket()`, always does.
 //!
 //! Listeners: `listen()` gives one the profile (once: a socket with a
-//! destination's rule keeps it) and records it as a listener's, confirmed
-//! with the kernel; `accept()` trusts that record, so a connection from a
-//! configured listener costs no call of the shim's (see `accepted` for the
-//! one case this trust does not cover). Listeners inherited from a parent
-//! (systemd socket activation, inetd) are never changed: another process
-//! holds them too. A connection accepted from one gets the profile itself,
+//! destination's rule keeps it); `accept()` finds the listener's record by
+//! its identity (one getsockopt), and a connection from a configured
+//! listener needs nothing more: the kernel copied the options. Listeners
+//! inherited from a parent (systemd socket activation, inetd) are never
+//! changed: another process holds them too. A connection accepted from one gets the profile itself,
 //! unless the listener had keepalive on (systemd's `KeepAlive=`): under
 //! `respect` that choice is inherited as it is; under `force` the profile
 //! replaces it.
@@ -212,20 +211,16 @@ pub(crate) fn connected(loaded: &Loaded, fd: c_int, event: Event) {
 }
 
 /// `listen()` succeeded on `fd`: the listener gets the profile once (and a
-/// socket with a destination's rule keeps it), and its record is marked as
-/// a listener's, for `accepted`.
+/// socket with a destination's rule keeps it).
 pub(crate) fn listening(loaded: &Loaded, fd: c_int) {
     let Some(config) = &loaded.config else { return };
     let Some(identity) = socket::identity(fd) else { return };
     let fresh = matches!(records::at(fd, identity), Place::Fresh) && socket::keepalive_on(fd) == Some(true);
     let handle = if fresh { records::claim_fresh(fd, identity) } else { records::find(fd, identity) };
     let Some(handle) = handle else {
-        if let Some(handle) = first_meeting(loaded, config, fd, identity, Event::Listen) {
-            handle.mark_listening();
-        }
+        first_meeting(loaded, config, fd, identity, Event::Listen);
         return;
     };
-    handle.mark_listening();
     let Some(record) = handle.record().filter(|r| r.is_tcp()) else { return };
     let needed = if records_every_socket(config) {
         record.applied().is_none()
@@ -250,13 +245,10 @@ pub(crate) fn wants_destination(loaded: &Loaded) -> bool {
 /// the shim configured has the profile already (the kernel copied it); one
 /// from a listener it never configured gets it here.
 ///
-/// The listener's record is confirmed with the kernel when the shim meets
-/// it (at `listen()`, or at its first `accept()`), and trusted afterwards:
-/// listeners live long and their numbers rarely change hands, and an
-/// accepted connection then costs no system call of the shim's. (A program
-/// that closed a listener behind libc's back and put an unconfigured
-/// listening socket on the same number, by dup2 or a raw syscall, would have
-/// its connections keep that listener's settings.)
+/// The listener is looked up by its identity at every accept, like any
+/// socket at any event (one getsockopt): its number may have changed hands
+/// behind libc's back since the shim last met it, and a record of another
+/// socket is never trusted.
 pub(crate) fn accepted(loaded: &Loaded, listener: c_int, fd: c_int) {
     let Some(config) = &loaded.config else { return };
     let every = records_every_socket(config);
@@ -283,15 +275,11 @@ pub(crate) fn accepted(loaded: &Loaded, listener: c_int, fd: c_int) {
     log::applied(&loaded.log, fd, Event::Accept, None, &config.profile, &applied);
 }
 
-/// The record of the listener at `listener`, if it is TCP: the one marked
-/// as a listener's there, or else made now (see `accepted`), without
-/// changing the listener itself — other processes may hold it too. Under
-/// `respect`, a listener with keepalive on was configured by whoever made
-/// it, and that stands.
+/// The record of the listener at `listener`, if it is TCP: the shim's, or
+/// else made now (see `accepted`), without changing the listener itself —
+/// other processes may hold it too. Under `respect`, a listener with
+/// keepalive on was configured by whoever made it, and that stands.
 fn listener_record(loaded: &Loaded, config: &Config, listener: c_int) -> Option<Record> {
-    if let Some(record) = records::listener_at(listener) {
-        return Some(record).filter(|r| r.is_tcp());
-    }
     let identity = socket::identity(listener)?;
     let handle = match records::find(listener, identity) {
         Some(handle) => handle,
@@ -306,7 +294,6 @@ fn listener_record(loaded: &Loaded, config: &Config, listener: c_int) -> Option<
         }
         None => records::create(listener, Record::not_tcp(identity))?,
     };
-    handle.mark_listening();
     handle.record().filter(|r| r.is_tcp())
 }
 

@@ -13,9 +13,7 @@
 //! identity is the socket's the kernel names now, so an entry left behind
 //! by a close the shim never saw (close_range, closefrom, fclose, `__close`,
 //! a raw syscall, dup2 onto the number, a vfork child) is simply a record
-//! of another socket, never trusted and never needing to be forgotten
-//! (one exception: a record marked as a listener's is trusted by
-//! `accept()`, see `events::accepted`).
+//! of another socket, never trusted and never needing to be forgotten.
 //! When the identity differs, the socket's record may be under another
 //! number (dup, dup2, dup3, F_DUPFD, SCM_RIGHTS): it is looked for in the
 //! table up to the highest number that ever held one, and moved to the
@@ -82,8 +80,6 @@ const WRITING: u64 = 1 << 61;
 /// Flips with every write begun, so a waiting thread can tell the write it
 /// saw from a later one.
 const TURN: u64 = 1 << 62;
-/// A listening socket, as the kernel confirmed when the shim met it.
-const LISTENING: u64 = 1 << 63;
 
 /// How long a thread waits for another's write before taking the mark for
 /// stale: left by a thread that does not exist in this process (a fork
@@ -149,10 +145,6 @@ impl Record {
         self.0 & FRESH != 0
     }
 
-    fn is_listening(self) -> bool {
-        self.0 & LISTENING != 0
-    }
-
     pub(crate) fn writing(self) -> bool {
         self.0 & WRITING != 0
     }
@@ -201,13 +193,6 @@ fn displaced(old: Record, by: Identity) {
         let index = NEXT_ORPHAN.fetch_add(1, Ordering::Relaxed) % ORPHANS;
         ORPHAN[index].store(old.0 & !WRITING, Ordering::Release);
     }
-}
-
-/// The record at `fd` if it is a listener's: taken on trust, without asking
-/// the kernel whether `fd` is still that listener (see `events::accepted`).
-pub(crate) fn listener_at(fd: c_int) -> Option<Record> {
-    let record = load(slot(fd)?);
-    (record.is_listening() && record.identity() != 0).then_some(record)
 }
 
 /// Where the record of socket `identity` stands, seen from number `fd`.
@@ -430,11 +415,6 @@ impl Handle {
         self.change(
             |record| if record.writing() { Change::To(Record(record.0 & !WRITING)) } else { Change::Leave },
         );
-    }
-
-    /// Records that the socket is listening.
-    pub(crate) fn mark_listening(&self) {
-        self.change(|record| Change::To(Record(record.0 | LISTENING)));
     }
 
     /// Records that the socket has profile `applied` now.

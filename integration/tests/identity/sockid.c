@@ -32,7 +32,10 @@
  *   listen-exec [ka] -- PROGRAM...   make a listener at fd 3 (with SO_KEEPALIVE=1 and
  *                         TCP_KEEPIDLE=45 when `ka`), queue two connections on it, exec PROGRAM
  *   accept-inherited      accept twice from fd 3 and print each accepted socket's options
- *   listener-off          turn keepalive off on a listener, accept a connection from it */
+ *   listener-off          turn keepalive off on a listener, accept a connection from it
+ *   listener-swap         accept from a listener the shim configured at listen(), then put a
+ *                         listener made behind libc's back (raw syscalls) on its number and
+ *                         accept from that */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <dlfcn.h>
@@ -475,6 +478,31 @@ static int case_listener_off(void) {
     return 0;
 }
 
+static int case_listener_swap(void) {
+    int lst = listener();
+    int client = tcp();
+    result("connect", connect_to_server(client));
+    int first = accept(lst, NULL, NULL);
+    printf("accepted=%d\n", first >= 0);
+    print(first);
+    /* An unconfigured listener, moved onto the configured one's number
+     * without libc seeing it (which closes the configured one). */
+    int raw = raw_tcp();
+    server = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof server;
+    if (syscall(SYS_bind, raw, &server, sizeof server) || syscall(SYS_listen, raw, 16) ||
+        getsockname(raw, (struct sockaddr *)&server, &len) || syscall(SYS_dup3, raw, lst, 0) != lst ||
+        syscall(SYS_close, raw)) {
+        perror("swap");
+        return 3;
+    }
+    result("connect", connect_to_server(tcp()));
+    int second = accept(lst, NULL, NULL);
+    printf("accepted=%d\n", second >= 0);
+    print(second);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc < 2)
@@ -508,6 +536,8 @@ int main(int argc, char **argv) {
         return case_accept_inherited();
     if (!strcmp(name, "listener-off"))
         return case_listener_off();
+    if (!strcmp(name, "listener-swap"))
+        return case_listener_swap();
     fprintf(stderr, "sockid: unknown case\n");
     return 2;
 }
