@@ -354,7 +354,7 @@ mod tests {
         let text = drop_in.text;
         assert!(text.contains("#   /etc/systemd/system/backup.service.d/50-kawrap.conf\n"), "{text}");
         assert!(text.contains("#   systemctl daemon-reload\n"), "{text}");
-        assert!(text.contains("#   kawrap check --pid PID --expect 300/30/5\n"), "{text}");
+        assert!(text.contains("#   kawrap check --unit backup.service --expect 300/30/5\n"), "{text}");
         assert!(text.contains("REPLACES this LD_PRELOAD"), "{text}");
         let body: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
         assert_eq!(
