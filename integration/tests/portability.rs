@@ -16,7 +16,7 @@ use kawrap_integration::debian::{self, BULLSEYE, Chroot, Release, TRIXIE};
 use kawrap_integration::dist::{
     self, VERSION, dynamic_symbols, glibc_version, needed_libraries, version_needs,
 };
-use kawrap_integration::{release_dir, skip_unless, temp_dir};
+use kawrap_integration::{release_dir, shim_path, skip_unless, temp_dir};
 
 /// The oldest glibc the release artifacts support.
 const GLIBC_FLOOR: (u32, u32, u32) = (2, 17, 0);
@@ -340,6 +340,9 @@ fn debian_11_the_deb_installed_with_dpkg() {
     let dir = temp_dir("bullseye-recipe");
     let deb = dist::unpack_deb(dir.path());
     container_recipe_works(BULLSEYE, &deb.join("usr/lib/kawrap/libkawrap.so"));
+    // The shim `make` builds on this (glibc 2.36) machine loads there too:
+    // it needs no symbol glibc 2.31 keeps elsewhere (pthread_atfork).
+    container_recipe_works(BULLSEYE, &shim_path());
 }
 
 #[test]
