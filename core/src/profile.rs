@@ -3,6 +3,7 @@ use core::fmt;
 use core::ops::RangeInclusive;
 
 use crate::duration::{HumanDuration, parse_duration_ms};
+use crate::keep_under::{IdleTimeout, KeepUnderErrorKind, Layer7Proxy, MIDDLEBOXES, Middlebox, write_names};
 use crate::number::{is_digits, parse_u64};
 
 /// The keepalive settings kawrap gives a TCP socket.
@@ -88,11 +89,27 @@ impl KeepaliveProfile {
         })
     }
 
-    /// Parses a built-in profile name or the shorthand `IDLE/INTVL/CNT[/UT]`.
+    /// The profile that keeps a connection under a middlebox's idle
+    /// timeout: the formula of [`crate::keep_under`], no user timeout.
+    pub const fn keeping_under(timeout: IdleTimeout) -> Self {
+        let timings = timeout.timings();
+        KeepaliveProfile {
+            idle_secs: timings.idle_secs,
+            interval_secs: timings.interval_secs,
+            count: timings.count,
+            user_timeout_ms: None,
+        }
+    }
+
+    /// Parses a built-in profile name, the shorthand `IDLE/INTVL/CNT[/UT]`,
+    /// or `under:TIMEOUT`.
     ///
     /// Surrounding spaces are ignored, around the whole and around each
     /// field. `UT` is `auto` (the keepalive detection time), plain
     /// milliseconds, or a duration with units (`450s`, `7m30s`, `500ms`).
+    /// `under:TIMEOUT` is [`Self::keeping_under`] a middlebox's idle
+    /// timeout, as [`IdleTimeout::parse`] reads it (`under:240s`,
+    /// `under:azure-lb`).
     pub fn parse(input: &str) -> Result<Self, ProfileError<'_>> {
         let text = input.trim();
         let error = |kind| ProfileError { input, kind };
@@ -101,6 +118,14 @@ impl KeepaliveProfile {
         }
         if let Some(named) = NamedProfile::find(text) {
             return Ok(named.profile);
+        }
+        if let Some(timeout) = strip_prefix_ignore_case(text, UNDER_PREFIX) {
+            let timeout =
+                IdleTimeout::parse_kind(timeout).map_err(|kind| error(ProfileErrorKind::KeepUnder(kind)))?;
+            return Ok(Self::keeping_under(timeout));
+        }
+        if let Some(proxy) = Layer7Proxy::find(text) {
+            return Err(error(ProfileErrorKind::KeepUnder(KeepUnderErrorKind::Layer7Proxy(proxy))));
         }
         if !text.contains('/') {
             return Err(error(ProfileErrorKind::Unknown));
@@ -147,7 +172,7 @@ impl KeepaliveProfile {
     }
 
     /// `TCP_KEEPIDLE`, seconds of silence before the first probe.
-    pub fn idle_secs(&self) -> u16 {
+    pub const fn idle_secs(&self) -> u16 {
         self.idle_secs
     }
 
@@ -188,6 +213,16 @@ impl fmt::Display for KeepaliveProfile {
         }
         Ok(())
     }
+}
+
+/// What a profile that keeps a connection under a middlebox's idle
+/// timeout starts with: `under:240s`.
+pub const UNDER_PREFIX: &str = "under:";
+
+/// `text` without `prefix`, if it starts with it in any ASCII case.
+fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix).then(|| &text[prefix.len()..])
 }
 
 fn number_in_range(field: Field, token: &str) -> Result<u64, ProfileErrorKind<'_>> {
@@ -239,6 +274,9 @@ pub struct NamedProfile {
     pub profile: KeepaliveProfile,
     /// One line on when to use it.
     pub purpose: &'static str,
+    /// For a middlebox's name: the idle timeout the profile keeps
+    /// connections under.
+    pub idle_timeout: Option<IdleTimeout>,
 }
 
 const fn builtin(
@@ -252,6 +290,16 @@ const fn builtin(
         name,
         profile: KeepaliveProfile { idle_secs: idle, interval_secs: interval, count, user_timeout_ms: None },
         purpose,
+        idle_timeout: None,
+    }
+}
+
+const fn for_middlebox(named: &Middlebox) -> NamedProfile {
+    NamedProfile {
+        name: named.name,
+        profile: KeepaliveProfile::keeping_under(named.idle_timeout),
+        purpose: named.what,
+        idle_timeout: Some(named.idle_timeout),
     }
 }
 
@@ -266,14 +314,31 @@ impl NamedProfile {
     }
 }
 
-/// The built-in profiles, in the order `kawrap profiles` lists them.
-pub const BUILTIN_PROFILES: [NamedProfile; 5] = [
+/// The profiles named for what they are for.
+const GENERAL_PROFILES: [NamedProfile; 5] = [
     NamedProfile::RECOMMENDED,
     builtin("firewall", 60, 10, 6, "CGNAT and aggressive firewalls that forget idle flows"),
     builtin("ssh", 60, 60, 5, "interactive sessions"),
     builtin("satellite", 30, 30, 10, "flaky or metered links"),
     builtin("linux-default", 7200, 75, 9, "what Linux does without kawrap"),
 ];
+
+/// The built-in profiles, in the order `kawrap profiles` lists them: the
+/// general ones, then one per middlebox of [`MIDDLEBOXES`], keeping
+/// connections under its idle timeout.
+pub const BUILTIN_PROFILES: [NamedProfile; GENERAL_PROFILES.len() + MIDDLEBOXES.len()] = {
+    let mut all = [NamedProfile::RECOMMENDED; GENERAL_PROFILES.len() + MIDDLEBOXES.len()];
+    let mut index = 0;
+    while index < GENERAL_PROFILES.len() {
+        all[index] = GENERAL_PROFILES[index];
+        index += 1;
+    }
+    while index < all.len() {
+        all[index] = for_middlebox(&MIDDLEBOXES[index - GENERAL_PROFILES.len()]);
+        index += 1;
+    }
+    all
+};
 
 /// A profile string that could not be used, and why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -317,16 +382,20 @@ pub enum ProfileErrorKind<'a> {
         /// What `auto` came to.
         ms: u64,
     },
+    /// `under:TIMEOUT` with a timeout that cannot be used, or the name of a
+    /// layer-7 proxy, which no keepalive profile helps against.
+    KeepUnder(KeepUnderErrorKind<'a>),
 }
 
 impl fmt::Display for ProfileErrorKind<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             ProfileErrorKind::Empty => f.write_str("a profile is needed; it is empty"),
-            ProfileErrorKind::Unknown => f.write_str(
-                "not a profile name (recommended, firewall, ssh, satellite, linux-default) \
-                 nor IDLE/INTVL/CNT[/UT]",
-            ),
+            ProfileErrorKind::Unknown => {
+                f.write_str("not a profile name (")?;
+                write_names(f, BUILTIN_PROFILES.iter().map(|named| named.name))?;
+                f.write_str(") nor IDLE/INTVL/CNT[/UT] nor under:TIMEOUT")
+            }
             ProfileErrorKind::TooManyFields => {
                 f.write_str("too many fields; expected IDLE/INTVL/CNT or IDLE/INTVL/CNT/UT")
             }
@@ -356,6 +425,7 @@ impl fmt::Display for ProfileErrorKind<'_> {
                 "user timeout auto = {ms} ms is out of range 0..={} ms; give it explicitly",
                 i32::MAX
             ),
+            ProfileErrorKind::KeepUnder(kind) => kind.fmt(f),
         }
     }
 }

@@ -49,7 +49,23 @@ fn builtin_names_have_the_documented_values() {
 #[test]
 fn builtin_list_is_the_documented_one_in_order() {
     let names: Vec<_> = BUILTIN_PROFILES.iter().map(|p| p.name).collect();
-    assert_eq!(names, ["recommended", "firewall", "ssh", "satellite", "linux-default"]);
+    assert_eq!(
+        names,
+        [
+            "recommended",
+            "firewall",
+            "ssh",
+            "satellite",
+            "linux-default",
+            "aws-nlb",
+            "aws-nat",
+            "azure-lb",
+            "azure-nat",
+            "gcp-firewall",
+            "gcp-nat",
+            "ipvs"
+        ]
+    );
     assert_eq!(NamedProfile::RECOMMENDED, BUILTIN_PROFILES[0]);
     for named in BUILTIN_PROFILES {
         assert!(!named.purpose.is_empty(), "{} has no purpose", named.name);
@@ -85,7 +101,7 @@ fn unknown_message_lists_every_builtin_name() {
     for named in BUILTIN_PROFILES {
         assert!(text.contains(named.name), "{text} lacks {}", named.name);
     }
-    assert!(text.ends_with("nor IDLE/INTVL/CNT[/UT]"), "{text}");
+    assert!(text.ends_with("nor IDLE/INTVL/CNT[/UT] nor under:TIMEOUT"), "{text}");
 }
 
 #[test]
@@ -455,6 +471,13 @@ fn detection_time_of_builtins_matches_the_design_table() {
         ("ssh", 360, "6 min"),
         ("satellite", 330, "5 min 30 s"),
         ("linux-default", 7875, "2 h 11 min"),
+        ("aws-nlb", 412, "6 min 52 s"),
+        ("aws-nat", 412, "6 min 52 s"),
+        ("azure-lb", 300, "5 min"),
+        ("azure-nat", 300, "5 min"),
+        ("gcp-firewall", 450, "7 min 30 s"),
+        ("gcp-nat", 450, "7 min 30 s"),
+        ("ipvs", 450, "7 min 30 s"),
     ];
     for (name, secs, shown) in expected {
         let profile = NamedProfile::find(name).unwrap().profile;

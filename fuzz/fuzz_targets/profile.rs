@@ -4,7 +4,7 @@
 //! the same value.
 #![no_main]
 
-use kawrap_core::{KeepaliveProfile, Policy, UserTimeout, parse_duration_ms};
+use kawrap_core::{IdleTimeout, KeepaliveProfile, Policy, UserTimeout, parse_duration_ms};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -46,6 +46,16 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(Some(ms)) = parse_duration_ms(text) {
         // Only digits and unit letters are accepted.
         assert!(text.bytes().all(|b| b.is_ascii_digit() || b"hmins".contains(&b)), "{text:?} -> {ms}");
+    }
+    match IdleTimeout::parse(text) {
+        Ok(timeout) => {
+            assert!(IdleTimeout::RANGE.contains(&timeout.as_secs().into()), "{text:?} -> {timeout}");
+            let profile = KeepaliveProfile::keeping_under(timeout);
+            assert!(u32::from(profile.idle_secs()) < timeout.as_secs(), "{text:?} -> {profile}");
+        }
+        Err(error) => {
+            let _ = error.to_string();
+        }
     }
     if let Ok(policy) = Policy::parse(text) {
         assert!(text.trim().eq_ignore_ascii_case(policy.name()), "{text:?}");
