@@ -7,10 +7,11 @@ use std::env;
 use std::ffi::{CStr, OsString};
 use std::path::{Path, PathBuf};
 
-use kawrap_core::{Config, Policy, Rules, UserTimeout};
+use kawrap_core::{Config, KeepaliveProfile, Policy, Rules, UserTimeout};
 
 use crate::error::{Error, describe};
 use crate::library::{find_lib, preload_value};
+use crate::middlebox;
 use crate::settings::{Keepalive, Settings};
 
 /// What the program's environment gets: the checked configuration, the
@@ -102,10 +103,15 @@ pub fn checked_config(settings: &Keepalive) -> Result<(Config, Vec<String>), Err
 }
 
 fn check_settings(settings: &Keepalive) -> Result<CheckedSettings, Error> {
-    // Built-in names and numbers, then the user's own names (profiles.toml).
-    let resolved = crate::user_profiles::resolve(&settings.profile)?;
-    let mut profile = resolved.profile;
-    let mut warnings = resolved.warnings;
+    // A middlebox's idle timeout, or built-in names and numbers, then the
+    // user's own names (profiles.toml).
+    let (mut profile, mut warnings) = match &settings.keep_under {
+        Some(timeout) => (KeepaliveProfile::keeping_under(middlebox::resolve(timeout)?), Vec::new()),
+        None => {
+            let resolved = crate::user_profiles::resolve(&settings.profile)?;
+            (resolved.profile, resolved.warnings)
+        }
+    };
     if let Some(text) = &settings.user_timeout {
         let invalid = |kind: &dyn std::fmt::Display| Error::Invalid {
             message: format!("--user-timeout: {kind}"),
@@ -163,6 +169,7 @@ mod tests {
     fn settings(profile: &str, rules: &[&str], policy: &str, user_timeout: Option<&str>) -> Keepalive {
         Keepalive {
             profile: profile.to_owned(),
+            keep_under: None,
             rules: rules.iter().map(|r| r.to_string()).collect(),
             policy: policy.to_owned(),
             user_timeout: user_timeout.map(str::to_owned),
@@ -197,6 +204,24 @@ mod tests {
         .unwrap();
         assert_eq!(checked.rules.as_deref(), Some(":3306=60/10/6,10.0.0.0/8=60/60/5,:22=1/1/1"));
         assert_eq!(checked.config.rules.as_slice().len(), 3);
+    }
+
+    #[test]
+    fn keep_under_becomes_the_numbers_of_its_profile() {
+        let keep_under = |timeout: &str, user_timeout: Option<&str>| {
+            let mut settings = settings("recommended", &[], "respect", user_timeout);
+            settings.keep_under = Some(timeout.to_owned());
+            check_settings(&settings)
+        };
+        assert_eq!(keep_under("240s", None).unwrap().profile, "180/24/5");
+        assert_eq!(keep_under("Azure-LB", None).unwrap().profile, "180/24/5");
+        assert_eq!(keep_under("4m", Some("auto")).unwrap().profile, "180/24/5/300000");
+        let error = keep_under("9s", None).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "keep-under \"9s\": idle timeout 9s is out of range 10..=604800 s (10 s to 7 days)"
+        );
+        assert!(keep_under("aws-alb", None).unwrap_err().to_string().contains("layer-7 proxy"));
     }
 
     #[test]

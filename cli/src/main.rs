@@ -13,12 +13,13 @@ mod commands;
 mod args;
 
 // What the commands share: settings → environment plan, the eBPF mode,
-// what the shim cannot reach, which processes `check` and `attach` mean,
-// the shell completions and the man pages.
+// middleboxes' idle timeouts, what the shim cannot reach, which processes
+// `check` and `attach` mean, the shell completions and the man pages.
 mod bpf_mode;
 mod completions;
 mod env_plan;
 mod man;
+mod middlebox;
 mod reach;
 mod selection;
 

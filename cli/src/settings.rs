@@ -35,7 +35,8 @@ pub struct Settings {
 /// for the eBPF mode.
 #[derive(Clone, Debug, Args)]
 pub struct Keepalive {
-    /// Keepalive profile for every TCP connection: a built-in name or IDLE/INTVL/CNT[/UT]
+    /// Keepalive profile for every TCP connection: a built-in name, IDLE/INTVL/CNT[/UT], or
+    /// under:TIMEOUT (as --keep-under)
     ///
     /// Built-in names: `kawrap profiles` lists them, with your own. IDLE is the seconds of
     /// silence before the first probe, INTVL the seconds between probes, CNT the unanswered
@@ -43,6 +44,19 @@ pub struct Keepalive {
     /// UT, optional, is TCP_USER_TIMEOUT: `auto`, milliseconds, or a duration like `450s`.
     #[arg(short, long, value_name = "PROFILE", default_value = "recommended")]
     pub profile: String,
+
+    /// Instead of --profile: keep connections alive through a load balancer, NAT or firewall
+    /// that forgets flows idle this long: a duration (240s, 4m, 20min) or a middlebox name
+    /// (azure-lb, aws-nlb, gcp-nat, ipvs, …)
+    ///
+    /// For an idle timeout T (10 s to 7 days): IDLE = min(T − ⌈T/4⌉, 300), INTVL =
+    /// min(max(⌊T/10⌋, 1), 30), CNT = 5. The first probe then leaves by 0.85 T even when the
+    /// kernel's timer fires late (up to 1/8), a second one by 0.96 T should the first be lost;
+    /// 240s gives 180/24/5. `kawrap profiles` lists the middlebox names with their timeouts.
+    /// It cannot help against layer-7 proxies (AWS ALB): their idle timeout counts only data,
+    /// and keepalive probes carry none.
+    #[arg(long, value_name = "TIMEOUT", conflicts_with = "profile")]
+    pub keep_under: Option<String>,
 
     /// A different profile for some destinations: DEST=PROFILE, repeatable or
     /// comma-separated; the first matching rule wins

@@ -4,6 +4,9 @@
 //! [profiles.backup]
 //! keepalive = "120/20/6/auto"
 //! description = "nightly backups over the VPN"
+//!
+//! [profiles.office-nat]
+//! keep-under = "240s"            # instead of keepalive: a middlebox's idle timeout
 //! ```
 //!
 //! Read from `/etc/kawrap/profiles.toml`, then `$XDG_CONFIG_HOME/kawrap/profiles.toml`
@@ -23,7 +26,9 @@ use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use kawrap_core::{BUILTIN_PROFILES, KeepaliveProfile, NamedProfile, ProfileErrorKind};
+use kawrap_core::{
+    BUILTIN_PROFILES, IdleTimeout, KeepaliveProfile, Layer7Proxy, NamedProfile, ProfileErrorKind,
+};
 use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
@@ -46,6 +51,8 @@ pub struct UserProfile {
     pub profile: KeepaliveProfile,
     /// `description`, if given.
     pub description: Option<String>,
+    /// `keep-under`: the middlebox idle timeout it was made for, if given.
+    pub idle_timeout: Option<IdleTimeout>,
     /// The file it came from.
     pub source: PathBuf,
 }
@@ -102,20 +109,43 @@ pub struct Resolved {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Entry {
-    keepalive: Spanned<String>,
+    keepalive: Option<Spanned<String>>,
+    /// Instead of `keepalive`: a middlebox's idle timeout to keep under.
+    #[serde(rename = "keep-under")]
+    keep_under: Option<Spanned<String>>,
     description: Option<String>,
 }
 
 impl Entry {
     /// The profile this entry defines as `name` in `path`, or where in the
     /// file (a byte offset) and why it is not one.
-    fn into_profile(self, name: &str, path: &Path) -> Result<UserProfile, (usize, String)> {
-        let profile = KeepaliveProfile::parse(self.keepalive.get_ref())
-            .map_err(|error| (self.keepalive.span().start, format!("keepalive {error}")))?;
+    /// The profile this entry, at byte offset `at`, defines as `name` in
+    /// `path`, or where in the file (a byte offset) and why it is not one.
+    fn into_profile(self, at: usize, name: &str, path: &Path) -> Result<UserProfile, (usize, String)> {
+        let (profile, idle_timeout) = match (&self.keepalive, &self.keep_under) {
+            (Some(keepalive), None) => {
+                let profile = KeepaliveProfile::parse(keepalive.get_ref())
+                    .map_err(|error| (keepalive.span().start, format!("keepalive {error}")))?;
+                (profile, None)
+            }
+            (None, Some(keep_under)) => {
+                let timeout = IdleTimeout::parse(keep_under.get_ref())
+                    .map_err(|error| (keep_under.span().start, error.to_string()))?;
+                (KeepaliveProfile::keeping_under(timeout), Some(timeout))
+            }
+            (Some(_), Some(_)) => return Err((at, "give keepalive or keep-under, not both".to_owned())),
+            (None, None) => {
+                return Err((
+                    at,
+                    "missing keepalive = \"IDLE/INTVL/CNT[/UT]\" or keep-under = \"TIMEOUT\"".to_owned(),
+                ));
+            }
+        };
         Ok(UserProfile {
             name: name.to_owned(),
             profile,
             description: self.description,
+            idle_timeout,
             source: path.to_owned(),
         })
     }
@@ -163,14 +193,15 @@ pub fn resolve_profile(text: &str) -> Result<KeepaliveProfile, Error> {
     Ok(resolved.profile)
 }
 
-const FORMAT_HINT: &str =
-    "the format: [profiles.NAME] then keepalive = \"IDLE/INTVL/CNT[/UT]\" and optionally description = \"…\"";
+const FORMAT_HINT: &str = "the format: [profiles.NAME] then keepalive = \"IDLE/INTVL/CNT[/UT]\" (or keep-under = \
+                           \"TIMEOUT\", a middlebox's idle timeout such as \"240s\") and optionally description = \"…\"";
 
 fn hint(loaded: &Loaded) -> String {
     let builtin: Vec<&str> = BUILTIN_PROFILES.iter().map(|p| p.name).collect();
     let mut hint = format!(
-        "accepted: a built-in name ({}) or IDLE/INTVL/CNT[/UT] in seconds, e.g. 300/30/5, 60/10/6/auto, \
-         300/30/5/450s; `kawrap profiles` describes the names",
+        "accepted: a built-in name ({}), IDLE/INTVL/CNT[/UT] in seconds, e.g. 300/30/5, 60/10/6/auto, \
+         300/30/5/450s, or under:TIMEOUT for a middlebox's idle timeout, e.g. under:240s; `kawrap profiles` \
+         describes the names",
         builtin.join(", ")
     );
     if loaded.profiles.is_empty() {
@@ -368,7 +399,7 @@ pub fn parse_file(path: &Path, text: &str) -> (Vec<UserProfile>, Vec<Problem>) {
                 let offset = error.span().map_or(offset, |span| span.start);
                 (offset, error.message().trim_end().to_owned())
             })
-            .and_then(|entry| entry.into_profile(name, path));
+            .and_then(|entry| entry.into_profile(offset, name, path));
         match user_profile {
             Ok(user_profile) => profiles.push(user_profile),
             Err((offset, reason)) => {
@@ -390,6 +421,9 @@ fn bad_name(name: &str) -> Option<&'static str> {
     }
     if NamedProfile::find(name).is_some() {
         return Some("that is a built-in profile; choose another name");
+    }
+    if Layer7Proxy::find(name).is_some() {
+        return Some("that names a layer-7 proxy, which kawrap refuses; choose another name");
     }
     if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
         return Some("use only letters, digits, `-`, `_` and `.` (a `/` would read as IDLE/INTVL/CNT)");
@@ -414,6 +448,44 @@ mod tests {
             None => Ok(profiles),
             Some(_) => Err(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n")),
         }
+    }
+
+    #[test]
+    fn keep_under_instead_of_keepalive() {
+        let profiles = parse(
+            "[profiles.office]\nkeep-under = \"240s\"\n[profiles.lb]\nkeep-under = \"aws-nlb\"\n\
+             [profiles.under]\nkeepalive = \"under:4m\"\n",
+        )
+        .unwrap();
+        let found: Vec<(&str, String, Option<u32>)> = profiles
+            .iter()
+            .map(|p| (p.name.as_str(), p.profile.to_string(), p.idle_timeout.map(IdleTimeout::as_secs)))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("office", "180/24/5".to_owned(), Some(240)),
+                ("lb", "262/30/5".to_owned(), Some(350)),
+                ("under", "180/24/5".to_owned(), None)
+            ]
+        );
+        let error =
+            parse("[profiles.a]\nkeepalive = \"1/1/1\"\n\n[profiles.b]\nkeep-under = \"9s\"\n").unwrap_err();
+        assert_eq!(
+            error,
+            "/cfg/profiles.toml:5: profile \"b\": keep-under \"9s\": idle timeout 9s is out of range 10..=604800 s \
+             (10 s to 7 days)"
+        );
+        let error = parse("[profiles.b]\nkeep-under = \"aws-alb\"\n").unwrap_err();
+        assert!(error.starts_with("/cfg/profiles.toml:2: ") && error.contains("layer-7 proxy"), "{error}");
+        let error = parse("[profiles.b]\nkeepalive = \"1/1/1\"\nkeep-under = \"240s\"\n").unwrap_err();
+        assert!(error.starts_with("/cfg/profiles.toml:1: ") && error.contains("not both"), "{error}");
+        let error = parse("[profiles.b]\ndescription = \"x\"\n").unwrap_err();
+        assert!(error.contains("missing keepalive") && error.contains("keep-under"), "{error}");
+        let error = parse("[profiles.b]\nkeep_under = \"240s\"\n").unwrap_err();
+        assert!(error.contains("keep-under"), "{error}");
+        let error = parse("[profiles.aws-alb]\nkeep-under = \"60s\"\n").unwrap_err();
+        assert!(error.contains("layer-7"), "{error}");
     }
 
     #[test]

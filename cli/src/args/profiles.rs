@@ -6,7 +6,10 @@ use clap::Args;
 #[command(after_long_help = AFTER_LONG_HELP)]
 pub struct ProfilesArgs {
     /// Print a JSON array (name, idle_secs, interval_secs, count, user_timeout_ms,
-    /// detection_secs, detection_time, purpose, source) instead of a table
+    /// detection_secs, detection_time, purpose, idle_timeout_secs, source) instead of a table
+    ///
+    /// idle_timeout_secs is the middlebox idle timeout a profile keeps connections under
+    /// (the middlebox names, and your own keep-under profiles), else null.
     #[arg(long)]
     pub json: bool,
 }

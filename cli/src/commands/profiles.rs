@@ -1,13 +1,13 @@
 //! `kawrap profiles`: the built-in profiles and the user's own
 //! (profiles.toml), for people or as JSON.
-use kawrap_core::{BUILTIN_PROFILES, KeepaliveProfile, NamedProfile};
+use kawrap_core::{BUILTIN_PROFILES, IdleTimeout, KeepaliveProfile, NamedProfile};
 use serde::Serialize;
 
 use crate::args::profiles::ProfilesArgs;
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
 use crate::output::{columns, write_stdout};
-use crate::profile_table::{builtin_rows, row};
+use crate::profile_table::{builtin_rows, purpose, row};
 use crate::user_profiles::{self, UserProfile};
 
 /// One profile as `--json` prints it.
@@ -22,12 +22,21 @@ struct ProfileRecord {
     detection_secs: u32,
     detection_time: String,
     purpose: String,
+    /// For a middlebox (or `keep-under`): the idle timeout, in seconds, the
+    /// profile keeps connections under.
+    idle_timeout_secs: Option<u32>,
     /// `built-in`, or the file that defines it.
     source: String,
 }
 
 impl ProfileRecord {
-    fn new(name: String, profile: &KeepaliveProfile, purpose: String, source: String) -> Self {
+    fn new(
+        name: String,
+        profile: &KeepaliveProfile,
+        purpose: String,
+        idle_timeout: Option<IdleTimeout>,
+        source: String,
+    ) -> Self {
         ProfileRecord {
             name,
             idle_secs: profile.idle_secs(),
@@ -37,6 +46,7 @@ impl ProfileRecord {
             detection_secs: profile.detection_secs(),
             detection_time: profile.detection_time().to_string(),
             purpose,
+            idle_timeout_secs: idle_timeout.map(IdleTimeout::as_secs),
             source,
         }
     }
@@ -45,14 +55,15 @@ impl ProfileRecord {
 impl From<&NamedProfile> for ProfileRecord {
     fn from(named: &NamedProfile) -> Self {
         let (name, purpose) = (named.name.to_owned(), named.purpose.to_owned());
-        ProfileRecord::new(name, &named.profile, purpose, "built-in".to_owned())
+        ProfileRecord::new(name, &named.profile, purpose, named.idle_timeout, "built-in".to_owned())
     }
 }
 
 impl From<&UserProfile> for ProfileRecord {
     fn from(user: &UserProfile) -> Self {
         let purpose = user.description.clone().unwrap_or_default();
-        ProfileRecord::new(user.name.clone(), &user.profile, purpose, user.source.display().to_string())
+        let source = user.source.display().to_string();
+        ProfileRecord::new(user.name.clone(), &user.profile, purpose, user.idle_timeout, source)
     }
 }
 
@@ -93,9 +104,10 @@ fn table(user: &[UserProfile]) -> String {
     rows.extend(builtin_rows());
     // The user's own, after the built-ins, each saying where it is defined.
     rows.extend(user.iter().map(|user| {
-        let purpose = match &user.description {
-            Some(description) => format!("{description} ({})", user.source.display()),
-            None => format!("({})", user.source.display()),
+        let described = purpose(user.description.as_deref().unwrap_or_default(), user.idle_timeout);
+        let purpose = match described.as_str() {
+            "" => format!("({})", user.source.display()),
+            _ => format!("{described} ({})", user.source.display()),
         };
         row(&user.name, &user.profile, purpose)
     }));
@@ -144,5 +156,29 @@ mod tests {
         assert_eq!(recommended["user_timeout_ms"], serde_json::Value::Null);
         assert_eq!(recommended["detection_secs"], 450);
         assert_eq!(recommended["detection_time"], "7 min 30 s");
+        assert_eq!(recommended["idle_timeout_secs"], serde_json::Value::Null);
+        let azure = list.iter().find(|p| p["name"] == "azure-lb").unwrap();
+        assert_eq!(
+            (&azure["idle_secs"], &azure["interval_secs"], &azure["count"]),
+            (&180.into(), &24.into(), &5.into())
+        );
+        assert_eq!(azure["idle_timeout_secs"], 240);
+    }
+
+    #[test]
+    fn middleboxes_are_listed_with_the_timeout_they_are_for() {
+        let table = table(&[]);
+        for named in kawrap_core::MIDDLEBOXES {
+            let line = table.lines().find(|line| line.starts_with(&format!("{} ", named.name))).unwrap();
+            let words: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(
+                words[1],
+                kawrap_core::KeepaliveProfile::keeping_under(named.idle_timeout).to_string()
+            );
+            assert!(
+                line.ends_with(&format!("{}: idle timeout {} s", named.what, named.idle_timeout.as_secs())),
+                "{line}"
+            );
+        }
     }
 }
