@@ -37,8 +37,9 @@ mod user_profiles;
 // What /proc says about a process: its name, threads, parents, cgroups.
 mod processes;
 
-// The ground: the options as typed, the profile table's rows, errors and
-// exit statuses, who may change a file.
+// The ground: the options as typed, the profile table's rows, files
+// replaced atomically, errors and exit statuses, who may change a file.
+mod atomic_file;
 mod error;
 mod exit_codes;
 mod permissions;

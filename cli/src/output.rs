@@ -1,4 +1,5 @@
-//! Writing what kawrap prints on stdout, and what -v says on stderr.
+//! Writing what kawrap prints: on stdout, in columns, shell-quoted, and what
+//! -v says on stderr; in the Prometheus text format ([`prometheus`]).
 use std::borrow::Cow;
 use std::ffi::OsStr;
 use std::fmt::Write as _;
@@ -8,6 +9,8 @@ use std::os::unix::ffi::OsStrExt;
 use kawrap_core::Config;
 
 use crate::error::Error;
+
+pub mod prometheus;
 
 /// Writes `bytes` to stdout. A reader that went away (`kawrap profiles |
 /// head -1`) is not an error: there is nobody left to tell.

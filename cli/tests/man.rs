@@ -179,8 +179,9 @@ fn environment_files_exit_status_and_see_also() {
     let text = render(&env.root().join("man/kawrap-check.1"));
     assert_eq!(
         words(&section(&text, "EXIT STATUS")),
-        "0; 1 when --expect found a socket without the profile, one it could not judge, or no socket to check; \
-         125 when kawrap itself failed (bad option, no such process)."
+        "0; 1 when --expect found a socket without the profile, one it could not judge, or no socket to check, \
+         or --keep-under found a socket the box would drop or one it could not judge; 125 when kawrap itself \
+         failed (bad option, no such process, --output not writable)."
     );
     let examples = section(&text, "EXAMPLES");
     assert!(

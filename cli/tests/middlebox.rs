@@ -1,7 +1,11 @@
 //! The operator's language, as a user types it: `--keep-under` and the
 //! middlebox names for the launcher, `kawrap env`, `kawrap profiles` and
-//! profiles.toml.
+//! profiles.toml; `kawrap check --keep-under` and `--format prometheus
+//! --output` for what needs no privileges. (Real sockets judged as root,
+//! and node_exporter reading the metrics: integration/tests/middlebox.rs.)
 mod testenv;
+
+use std::os::unix::fs::PermissionsExt;
 
 use testenv::TestEnv;
 
@@ -70,6 +74,11 @@ fn bad_timeouts_name_the_value_and_the_accepted_range() {
         .run()
         .code(125)
         .stderr_contains("cannot be used with");
+    env.kawrap()
+        .args(["check", "--keep-under", "soon"])
+        .run()
+        .code(125)
+        .stderr_contains("keep-under \"soon\"");
 }
 
 #[test]
@@ -87,6 +96,7 @@ fn a_layer7_proxy_is_refused_with_the_reason_everywhere() {
             "{args:?}: {stderr}"
         );
     }
+    env.kawrap().args(["check", "--keep-under", "aws-alb"]).run().code(125).stderr_contains("layer-7 proxy");
 }
 
 #[test]
@@ -152,4 +162,51 @@ fn help_teaches_the_formula_and_the_layer7_caveat() {
     {
         assert!(help.contains(needle), "{needle:?} not in kawrap --help");
     }
+    let help = env.kawrap().args(["check", "--help"]).run().code(0).stdout();
+    for needle in ["--keep-under <TIMEOUT>", "--format <FORMAT>", "prometheus", "--output <FILE>", "layer-7"]
+    {
+        assert!(help.contains(needle), "{needle:?} not in kawrap check --help");
+    }
+}
+
+#[test]
+fn check_writes_prometheus_text_to_a_file_atomically_with_mode_0644() {
+    let env = TestEnv::new();
+    let dir = env.root().join("textfile");
+    std::fs::create_dir(&dir).unwrap();
+    let file = dir.join("kawrap.prom");
+    std::fs::write(&file, "old contents\n").unwrap();
+    // Nothing listens there: no socket is selected, which is no failure
+    // for --keep-under (none would be dropped).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    // Under umask 077 the file must still be readable by node_exporter's user.
+    let out = env
+        .run_binary(std::path::Path::new("sh"))
+        .args(["-c", "umask 077 && exec \"$0\" \"$@\""])
+        .args([testenv::kawrap_bin().as_os_str()])
+        .args(["check", "--port", &port, "--keep-under", "240s", "--format", "prometheus", "--output"])
+        .args([&file])
+        .run()
+        .code(0);
+    assert_eq!(out.stdout(), "", "with --output nothing goes to stdout");
+    let text = std::fs::read_to_string(&file).unwrap();
+    for line in [
+        "# TYPE kawrap_tcp_established_sockets gauge",
+        "kawrap_tcp_established_sockets{keepalive=\"on\"} 0",
+        "kawrap_tcp_established_sockets{keepalive=\"off\"} 0",
+        "kawrap_keep_under_sockets{idle_timeout_seconds=\"240\",verdict=\"dropped\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} not in\n{text}");
+    }
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o644);
+    let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["kawrap.prom"], "no temporary file is left behind");
+    // A directory that does not exist is kawrap's own error, naming it.
+    env.kawrap()
+        .args(["check", "--port", &port, "--format", "prometheus", "--output"])
+        .args([&env.root().join("missing/kawrap.prom")])
+        .run()
+        .code(125)
+        .stderr_contains("cannot write ");
 }

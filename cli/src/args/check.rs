@@ -50,9 +50,56 @@ pub struct CheckArgs {
     #[arg(long, value_name = "PROFILE")]
     pub expect: Option<String>,
 
-    /// Print JSON instead of a table
-    #[arg(long)]
+    /// Flag every established socket that a load balancer, NAT or firewall forgetting flows
+    /// idle TIMEOUT would silently drop; exit 1 if there is one. TIMEOUT: a duration (240s, 4m)
+    /// or a middlebox name (azure-lb, aws-nlb, gcp-nat, ipvs, …)
+    ///
+    /// Such a box drops an idle connection unless a keepalive probe crosses it in time: a
+    /// socket is flagged when SO_KEEPALIVE is off, or its idle time (TCP_KEEPIDLE) is TIMEOUT
+    /// or more, read with getsockopt on a copy of the socket. Where no copy can be taken (not
+    /// root, no ptrace rights) only the kernel's timer is known: no timer means keepalive is
+    /// off, and a timer with TIMEOUT or more left is also too late; any other socket cannot be
+    /// judged, which also exits 1, saying so. A profile that keeps connections under TIMEOUT:
+    /// `kawrap --keep-under TIMEOUT COMMAND`.
+    #[arg(long, value_name = "TIMEOUT", conflicts_with = "expect")]
+    pub keep_under: Option<String>,
+
+    /// How to print: `table` for people, `json`, or `prometheus`: the text format of
+    /// node_exporter's textfile collector
+    ///
+    /// prometheus: established sockets by keepalive on/off/unknown, the same by process name,
+    /// with --keep-under how many such a box would drop (in all and by process), and kawrap's
+    /// eBPF attachments with their counters. Write it with --output into the collector's
+    /// directory (--collector.textfile.directory), e.g. from a systemd timer.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = Format::Table)]
+    pub format: Format,
+
+    /// Print JSON instead of a table: the same as --format json
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+
+    /// Write to FILE instead of stdout, replacing it atomically (a temporary file in the same
+    /// directory, then renamed), with mode 0644, so that a reader never sees half of it
+    #[arg(short, long, value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    pub output: Option<PathBuf>,
+}
+
+/// `kawrap check --format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Columns for people, with notes and a verdict.
+    Table,
+    /// One JSON object: the sockets, and the verdicts.
+    Json,
+    /// The Prometheus text exposition format (0.0.4).
+    Prometheus,
+}
+
+impl CheckArgs {
+    /// The format asked for, `--json` included.
+    pub fn format(&self) -> Format {
+        if self.json { Format::Json } else { self.format }
+    }
 }
 
 /// The long help's opening (set on the subcommand in `Subcommand`).
@@ -79,6 +126,9 @@ Examples:
   kawrap check --pid 1234 --children         a shell and the programs it started
   kawrap check --port 5432 --expect recommended
   kawrap check --dst 10.0.0.0/8 --json
+  kawrap check --keep-under azure-lb         what Azure's load balancer (240 s) would drop
+  kawrap check --format prometheus --keep-under 350s \
+      --output /var/lib/prometheus/node-exporter/kawrap.prom
 
 Columns: KAWRAP says whether kawrap reaches the owning process: `preload` (libkawrap.so is
 mapped into it), `bpf` (its cgroup is covered by `kawrap bpf attach` or `kawrap --bpf`), `no`,
@@ -88,5 +138,9 @@ root); TIMER is the kernel's armed timer and the time left, written as ss writes
 (keepalive, or `on` = retransmit, as ss names them). Process names are shown as ps shows them:
 control characters as `?` (--json keeps them exact).
 
+Keepalive cannot keep a connection open through a layer-7 proxy (AWS Application Load
+Balancer: 60 s): its idle timeout counts only data, and probes carry none.
+
 Exit status: 0; 1 when --expect found a socket without the profile, one it could not judge,
-or no socket to check; 125 when kawrap itself failed (bad option, no such process).";
+or no socket to check, or --keep-under found a socket the box would drop or one it could not
+judge; 125 when kawrap itself failed (bad option, no such process, --output not writable).";

@@ -4,14 +4,20 @@
 //!
 //! Three steps, one module each: [`gather`] finds the sockets (of the
 //! selected processes, in whatever network namespace each lives) and reads
-//! them; [`judge`] compares them with `--expect`; [`render`] prints them.
+//! them; [`judge`] compares them with `--expect`, [`keep_under`] with a
+//! middlebox's idle timeout; [`render`] prints them for people or as JSON,
+//! [`metrics`] for Prometheus.
 mod gather;
 mod judge;
+mod keep_under;
+mod metrics;
 mod render;
 
-use crate::args::check::CheckArgs;
+use crate::args::check::{CheckArgs, Format};
+use crate::atomic_file::write_atomically;
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
+use crate::middlebox;
 use crate::output::{printable, write_stdout};
 use crate::selection::{self, Selected};
 use gather::{Filter, Network};
@@ -20,6 +26,7 @@ use render::Expectation;
 /// Runs `kawrap check`.
 pub fn run(args: &CheckArgs) -> Result<ExitCode, Error> {
     let expect = args.expect.as_deref().map(crate::user_profiles::resolve_profile).transpose()?;
+    let keep_under = args.keep_under.as_deref().map(middlebox::resolve).transpose()?;
     let filter = Filter { port: args.port, dst: args.dst.as_deref().map(Network::parse).transpose()? };
     let selected = select(args)?;
     let gathered = gather::gather(selected.as_ref().map(|s| s.pids.as_slice()), &filter)?;
@@ -34,16 +41,20 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, Error> {
         .as_ref()
         .zip(judged.as_ref())
         .map(|(profile, (verdict, judgements))| Expectation { profile, verdict, judgements });
-    let text = if args.json {
-        render::json(&gathered, &notes, expectation.as_ref())
-    } else {
-        render::table(&gathered, &notes, expectation.as_ref())
+    let under = keep_under.map(|timeout| keep_under::judge(&gathered.rows, timeout));
+    let text = match args.format() {
+        Format::Table => render::table(&gathered, &notes, expectation.as_ref(), under.as_ref()),
+        Format::Json => render::json(&gathered, &notes, expectation.as_ref(), under.as_ref()),
+        Format::Prometheus => metrics::render(&gathered, &notes, under.as_ref()),
     };
-    write_stdout(text.as_bytes())?;
-    Ok(match judged {
-        Some((verdict, _)) if !verdict.passed() => ExitCode::CheckFailed,
-        _ => ExitCode::Success,
-    })
+    match &args.output {
+        Some(path) => write_atomically(path, text.as_bytes(), 0o644)
+            .map_err(|error| Error::io(format!("cannot write {}", path.display()), error))?,
+        None => write_stdout(text.as_bytes())?,
+    }
+    let failed = judged.is_some_and(|(verdict, _)| !verdict.passed())
+        || under.is_some_and(|under| !under.summary.passed());
+    Ok(if failed { ExitCode::CheckFailed } else { ExitCode::Success })
 }
 
 /// The processes `--pid`, `--children`, `--unit` and `--cgroup` select;

@@ -9,6 +9,8 @@ use serde::Serialize;
 
 use super::gather::{Gathered, Loaded, Row, Unread};
 use super::judge::{Judgement, Verdict};
+use super::keep_under;
+use crate::middlebox::Verdict as IdleVerdict;
 use crate::output::{columns, printable};
 use crate::sockets::owners::Owner;
 use crate::sockets::remote::KeepaliveOptions;
@@ -22,14 +24,23 @@ pub struct Expectation<'a> {
     pub judgements: &'a [Option<Judgement>],
 }
 
-/// The table, its notes, and with `--expect` the verdict.
-pub fn table(gathered: &Gathered, notes: &[String], expect: Option<&Expectation>) -> String {
+/// The table, its notes, and with `--expect` or `--keep-under` the verdict.
+pub fn table(
+    gathered: &Gathered,
+    notes: &[String],
+    expect: Option<&Expectation>,
+    keep_under: Option<&keep_under::Judged>,
+) -> String {
     let rows = &gathered.rows;
-    let mut header = vec!["STATE", "LOCAL", "REMOTE", "PROCESS", "KAWRAP", "KEEPALIVE", "TIMER"];
+    let mut header: Vec<String> =
+        ["STATE", "LOCAL", "REMOTE", "PROCESS", "KAWRAP", "KEEPALIVE", "TIMER"].map(str::to_owned).to_vec();
     if expect.is_some() {
-        header.push("EXPECT");
+        header.push("EXPECT".to_owned());
     }
-    let mut cells: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+    if let Some(judged) = keep_under {
+        header.push(format!("UNDER {}s", judged.summary.idle_timeout_secs));
+    }
+    let mut cells: Vec<Vec<String>> = vec![header];
     for (index, row) in rows.iter().enumerate() {
         let socket = row.socket.as_ref();
         let mut line = vec![
@@ -49,6 +60,9 @@ pub fn table(gathered: &Gathered, notes: &[String], expect: Option<&Expectation>
                 Some(Judgement::NotJudged(why)) => format!("NOT JUDGED: {why}"),
             });
         }
+        if let Some(judged) = keep_under {
+            line.push(idle_verdict_cell(judged.verdicts[index].as_ref()));
+        }
         cells.push(line);
     }
     let mut text = columns(&cells);
@@ -58,7 +72,76 @@ pub fn table(gathered: &Gathered, notes: &[String], expect: Option<&Expectation>
     if let Some(expect) = expect {
         summary(&mut text, rows, expect);
     }
+    if let Some(judged) = keep_under {
+        keep_under_summary(&mut text, rows, judged);
+    }
     text
+}
+
+/// `--keep-under`'s cell for one socket.
+fn idle_verdict_cell(verdict: Option<&IdleVerdict>) -> String {
+    match verdict {
+        None => String::new(),
+        Some(IdleVerdict::Kept(None)) => "kept".to_owned(),
+        Some(IdleVerdict::Kept(Some(note))) => format!("kept ({note})"),
+        Some(IdleVerdict::Dropped(reason)) => format!("DROPPED: {reason}"),
+        Some(IdleVerdict::Unknown(reason)) => format!("NOT JUDGED: {reason}"),
+    }
+}
+
+/// `--keep-under`'s verdict, the sockets it is about, and the profile that
+/// would keep them.
+fn keep_under_summary(text: &mut String, rows: &[Row], judged: &keep_under::Judged) {
+    let summary = &judged.summary;
+    let t = summary.timeout;
+    let the_box = format!("a box that forgets flows idle {t}");
+    if summary.checked == 0 {
+        let _ = writeln!(text, "ok: no established TCP socket selected, so none {the_box} would drop");
+        return;
+    }
+    if summary.passed() {
+        let _ = writeln!(
+            text,
+            "ok: none of the {} established sockets would be dropped by {the_box}",
+            summary.checked
+        );
+        return;
+    }
+    let list = |text: &mut String, wanted: fn(&IdleVerdict) -> bool| {
+        for (row, verdict) in rows.iter().zip(&judged.verdicts) {
+            if let Some(verdict) = verdict.as_ref().filter(|v| wanted(v)) {
+                text.push_str(&offender(row, verdict.reason().unwrap_or_default()));
+            }
+        }
+    };
+    if summary.dropped > 0 {
+        let _ = writeln!(
+            text,
+            "FAIL: {} of {} established sockets would be silently dropped by {the_box}:",
+            summary.dropped, summary.checked
+        );
+        list(text, |v| matches!(v, IdleVerdict::Dropped(_)));
+    }
+    if summary.unknown > 0 {
+        let _ = writeln!(
+            text,
+            "FAIL: {} of {} established sockets could not be judged:",
+            summary.unknown, summary.checked
+        );
+        list(text, |v| matches!(v, IdleVerdict::Unknown(_)));
+    }
+    let profile = KeepaliveProfile::keeping_under(t);
+    let _ = writeln!(
+        text,
+        "A profile that keeps connections under {t}: {profile} (kawrap --keep-under {}s COMMAND, or \
+         kawrap attach --profile {profile} PID for a running process)",
+        t.as_secs()
+    );
+}
+
+/// A socket that fails a check, under the verdict: `  LOCAL -> REMOTE PROCESS: why`.
+fn offender(row: &Row, why: &str) -> String {
+    format!("  {} {}: {why}\n", endpoints(row), process_text(&row.owners))
 }
 
 /// What the `?`s and missing rows of this table mean.
@@ -119,13 +202,7 @@ fn summary(text: &mut String, rows: &[Row], expect: &Expectation) {
         for (row, judgement) in rows.iter().zip(expect.judgements) {
             if let Some(Judgement::Judged(problems)) = judgement {
                 if !problems.is_empty() {
-                    let _ = writeln!(
-                        text,
-                        "  {} {}: {}",
-                        endpoints(row),
-                        process_text(&row.owners),
-                        problems.join("; ")
-                    );
+                    text.push_str(&offender(row, &problems.join("; ")));
                 }
             }
         }
@@ -140,7 +217,7 @@ fn summary(text: &mut String, rows: &[Row], expect: &Expectation) {
         );
         for (row, judgement) in rows.iter().zip(expect.judgements) {
             if let Some(Judgement::NotJudged(why)) = judgement {
-                let _ = writeln!(text, "  {} {}: {why}", endpoints(row), process_text(&row.owners));
+                text.push_str(&offender(row, why));
             }
         }
     }
@@ -218,6 +295,15 @@ struct SocketRecord<'a> {
     problems: Option<&'a [String]>,
     /// With --expect: why the socket could not be judged.
     not_judged: Option<&'a str>,
+    /// With --keep-under: would the box drop it?
+    keep_under: Option<IdleVerdictRecord<'a>>,
+}
+
+#[derive(Serialize)]
+struct IdleVerdictRecord<'a> {
+    /// `dropped`, `kept` or `unknown`.
+    verdict: &'static str,
+    reason: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -240,6 +326,14 @@ struct Report<'a> {
     sockets: Vec<SocketRecord<'a>>,
     notes: &'a [String],
     expect: Option<ExpectRecord<'a>>,
+    keep_under: Option<KeepUnderRecord<'a>>,
+}
+
+#[derive(Serialize)]
+struct KeepUnderRecord<'a> {
+    #[serde(flatten)]
+    summary: &'a keep_under::Summary,
+    passed: bool,
 }
 
 #[derive(Serialize)]
@@ -250,7 +344,12 @@ struct ExpectRecord<'a> {
 }
 
 /// The report as JSON.
-pub fn json(gathered: &Gathered, notes: &[String], expect: Option<&Expectation>) -> String {
+pub fn json(
+    gathered: &Gathered,
+    notes: &[String],
+    expect: Option<&Expectation>,
+    keep_under: Option<&keep_under::Judged>,
+) -> String {
     let loaded: &HashMap<u32, Loaded> = &gathered.loaded;
     let sockets = gathered
         .rows
@@ -288,6 +387,9 @@ pub fn json(gathered: &Gathered, notes: &[String], expect: Option<&Expectation>)
                     Some(Judgement::NotJudged(why)) => Some(why),
                     _ => None,
                 },
+                keep_under: keep_under
+                    .and_then(|judged| judged.verdicts[index].as_ref())
+                    .map(|verdict| IdleVerdictRecord { verdict: verdict.name(), reason: verdict.reason() }),
             }
         })
         .collect();
@@ -296,6 +398,8 @@ pub fn json(gathered: &Gathered, notes: &[String], expect: Option<&Expectation>)
         sockets,
         notes,
         expect: expect.map(|e| ExpectRecord { verdict: e.verdict, passed: e.verdict.passed() }),
+        keep_under: keep_under
+            .map(|judged| KeepUnderRecord { summary: &judged.summary, passed: judged.summary.passed() }),
     };
     // Plain strings, numbers and lists cannot fail to serialize.
     let mut text = serde_json::to_string_pretty(&report).unwrap_or_default();
@@ -317,6 +421,15 @@ mod tests {
         assert_eq!(text(Some(false), Some(false)), "no");
         assert_eq!(text(Some(false), None), "?");
         assert_eq!(loaded_text(None), "?");
+    }
+
+    #[test]
+    fn keep_under_cells_say_the_verdict_first() {
+        assert_eq!(idle_verdict_cell(None), "");
+        assert_eq!(idle_verdict_cell(Some(&IdleVerdict::Kept(None))), "kept");
+        let dropped = IdleVerdict::Dropped("SO_KEEPALIVE is off".into());
+        assert_eq!(idle_verdict_cell(Some(&dropped)), "DROPPED: SO_KEEPALIVE is off");
+        assert_eq!(idle_verdict_cell(Some(&IdleVerdict::Unknown("why".into()))), "NOT JUDGED: why");
     }
 
     #[test]
