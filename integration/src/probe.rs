@@ -52,6 +52,11 @@ impl Run {
     }
 }
 
+/// The lines of the probe's output that show options (`print` steps).
+pub fn prints(lines: &[String]) -> Vec<&str> {
+    lines.iter().filter(|l| l.starts_with("keepalive=")).map(String::as_str).collect()
+}
+
 /// The line `print` produces for these option values.
 pub fn options_line(keepalive: i32, idle: i32, intvl: i32, cnt: i32, ut: i32) -> String {
     format!("keepalive={keepalive} idle={idle} intvl={intvl} cnt={cnt} ut={ut}")

@@ -6,6 +6,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use kawrap_integration::cgroup::cgroup2_root;
 use kawrap_integration::{is_root, kawrap_bin, skip_unless};
 
 /// socket/connect through syscall(2), then prints `SO_KEEPALIVE TCP_KEEPIDLE
@@ -130,16 +131,6 @@ fn bpf_mode_reaches_a_static_raw_syscall_program_and_leaves_nothing_behind() {
         .filter(|dir| dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&scope_prefix)))
         .collect();
     assert!(left.is_empty(), "the transient cgroup is removed: {left:?}");
-}
-
-/// Where cgroup v2 is mounted (kawrap mounts it at /run/kawrap/cgroup2
-/// when the system has not).
-fn cgroup2_root() -> Option<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
-    mounts.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(' ').collect();
-        (fields.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(fields[1]))
-    })
 }
 
 /// Every directory below `dir`.

@@ -6,17 +6,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use kawrap_integration::loopback_listener as listener_v4;
-use kawrap_integration::probe::{Run, kernel_default_line, options_line};
+use kawrap_integration::probe::{Run, kernel_default_line, options_line, prints};
 use kawrap_integration::process::spawn_with_lines;
 use kawrap_integration::servers::have_program;
 
 fn probe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_kaprobe"))
-}
-
-/// Lines of the probe's output that show options (`print` steps).
-fn prints(lines: &[String]) -> Vec<&str> {
-    lines.iter().filter(|l| l.starts_with("keepalive=")).map(String::as_str).collect()
 }
 
 #[test]
