@@ -1,7 +1,8 @@
 //! The README's examples for newcomers, run: the service example is what
 //! `kawrap env --systemd --write` writes and says for that unit, and it
 //! passes `systemd-analyze verify`; the check of a unit kept outside /etc
-//! works as written; the synopsis and `--help` say what they should.
+//! works as written; the metrics service and timer pass `systemd-analyze
+//! verify`; the synopsis and `--help` say what they should.
 mod testenv;
 
 use std::fs;
@@ -57,8 +58,9 @@ fn verify(unit: &Path) -> String {
 
 #[test]
 fn the_synopsis_has_quiet_and_help_points_to_bpf() {
-    let usage =
-        block("kawrap [--profile P] [--rule DEST=P]… [--policy respect|force] [--user-timeout UT] \\");
+    let usage = block(
+        "kawrap [--profile P | --keep-under T] [--rule DEST=P]… [--policy respect|force] [--user-timeout UT] \\",
+    );
     assert!(usage[1].contains("[-v|-q]"), "{usage:?}");
     let env = TestEnv::new();
     let help = env.kawrap().args(["--help"]).run().code(0).stdout();
@@ -141,4 +143,27 @@ fn the_check_of_a_unit_outside_etc_works_as_written() {
     let text = fs::read_to_string(&drop_in).unwrap();
     fs::write(&drop_in, format!("{text}NoSuchSetting=1\n")).unwrap();
     assert!(run(&commands[1]).contains("50-kawrap.conf"), "a broken drop-in went unnoticed");
+}
+
+#[test]
+fn the_metrics_service_and_timer_pass_systemd_analyze_verify() {
+    if !skip_unless(have("systemd-analyze"), "needs systemd-analyze (package systemd)") {
+        return;
+    }
+    let env = TestEnv::new();
+    // systemd checks that ExecStart's program exists: the one under test.
+    let service = block("# /etc/systemd/system/kawrap-metrics.service")[1..]
+        .join("\n")
+        .replace("/usr/local/bin/kawrap", &testenv::kawrap_bin().display().to_string());
+    assert!(service.contains("check --format prometheus") && service.contains("--output "), "{service}");
+    let timer = block("# /etc/systemd/system/kawrap-metrics.timer")[1..].join("\n");
+    let service_file = env.write_file("units/kawrap-metrics.service", &format!("{service}\n"), 0o644);
+    let timer_file = env.write_file("units/kawrap-metrics.timer", &format!("{timer}\n"), 0o644);
+    for unit in [&service_file, &timer_file] {
+        let complaints = verify(unit);
+        assert!(!complaints.contains("kawrap-metrics"), "{}: {complaints}", unit.display());
+    }
+    // The same check notices a broken unit, so it can fail.
+    fs::write(&service_file, format!("{service}\nExecStart=relative/kawrap\n")).unwrap();
+    assert!(verify(&service_file).contains("kawrap-metrics.service"), "a broken unit went unnoticed");
 }
