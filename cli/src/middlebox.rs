@@ -176,6 +176,14 @@ mod tests {
     }
 
     #[test]
+    fn the_names_the_help_gives_as_examples_are_middleboxes() {
+        // settings.rs and args/check.rs name these in --keep-under's help.
+        for name in ["azure-lb", "aws-nlb", "gcp-nat", "ipvs"] {
+            assert_eq!(resolve(name).unwrap(), kawrap_core::Middlebox::find(name).unwrap().idle_timeout);
+        }
+    }
+
+    #[test]
     fn bad_timeouts_name_the_value_and_the_range() {
         let error = resolve("5s").unwrap_err();
         assert_eq!(
