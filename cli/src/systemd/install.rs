@@ -5,17 +5,17 @@
 //! from that descriptor (openat(2) and friends) with `O_NOFOLLOW`, so no
 //! symbolic link is followed or installed; the temporary file has a random
 //! name and is created with `O_EXCL`, so nothing planted at a predictable
-//! name is written through; modes are set explicitly (0755 directory, 0644
-//! file), whatever the umask. A directory writable by others than its
+//! name is written through (`atomic_file`, which `kawrap check --output`
+//! uses too); modes are set explicitly (0755 directory, 0644 file),
+//! whatever the umask. A directory writable by others than its
 //! owner and root is refused: someone else could change the drop-in.
-use std::ffi::CString;
 use std::fs::File;
-use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use crate::atomic_file::{mkdir_at, open_at, replace_in, set_mode};
 use crate::error::Error;
 use crate::permissions::{mode_text, writable_by_others};
 
@@ -75,17 +75,9 @@ pub fn install(
         }
         _ => {}
     }
-    let (temporary, file) = create_temporary(&dir, name)
-        .map_err(|e| Error::io(format!("cannot create a temporary file in {}", dir_path.display()), e))?;
     // Written beside it and renamed: systemd never reads half a file.
-    let written = write_all(file, text).and_then(|()| rename_at(&dir, &temporary, name)).and_then(|()| {
-        // The rename itself on disk, too.
-        File::from(dir.try_clone()?).sync_all()
-    });
-    if let Err(error) = written {
-        let _ = unlink_at(&dir, &temporary);
-        return Err(Error::io(format!("cannot write {}", path.display()), error));
-    }
+    replace_in(&dir, name, text.as_bytes(), 0o644)
+        .map_err(|error| Error::io(format!("cannot write {}", path.display()), error))?;
     Ok(Installed::Written)
 }
 
@@ -163,86 +155,6 @@ fn read_existing(dir: &OwnedFd, name: &str, path: &Path) -> Result<Option<Vec<u8
         .read_to_end(&mut content)
         .map_err(|error| Error::io(format!("cannot read {}", path.display()), error))?;
     Ok(Some(content))
-}
-
-/// A new file `.NAME.RANDOM` in `dir`, mode 0644: `O_EXCL` never opens
-/// something already there, so a name someone guessed and planted is
-/// skipped, not written through.
-fn create_temporary(dir: &OwnedFd, name: &str) -> io::Result<(String, File)> {
-    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    for _ in 0..16 {
-        let temporary = format!(".{name}.{:016x}", random());
-        match open_at(Some(dir), Path::new(&temporary), flags, 0o600) {
-            Ok(fd) => {
-                set_mode(&fd, 0o644)?;
-                return Ok((temporary, File::from(fd)));
-            }
-            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(error) => return Err(error),
-        }
-    }
-    Err(io::Error::new(io::ErrorKind::AlreadyExists, "every temporary name tried was taken"))
-}
-
-fn write_all(mut file: File, text: &str) -> io::Result<()> {
-    file.write_all(text.as_bytes())?;
-    file.sync_all()
-}
-
-/// 64 random bits: std's hash keys, which it takes from the kernel's
-/// getrandom(2) *system call* — not glibc's getrandom(3), which only exists
-/// from glibc 2.25 on and would keep the release `kawrap` from linking
-/// against 2.17 (`make dist`). The name only has to be hard to guess; O_EXCL
-/// and O_NOFOLLOW are what make a planted file harmless.
-fn random() -> u64 {
-    use std::hash::{BuildHasher, Hasher, RandomState};
-    RandomState::new().build_hasher().finish()
-}
-
-fn c_path(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
-}
-
-/// openat(2): relative to `dir` when given, else an ordinary open.
-fn open_at(dir: Option<&OwnedFd>, path: &Path, flags: i32, mode: libc::mode_t) -> io::Result<OwnedFd> {
-    let path = c_path(path)?;
-    let dir = dir.map_or(libc::AT_FDCWD, AsRawFd::as_raw_fd);
-    // SAFETY: `path` is NUL-terminated and outlives the call; the result is
-    // checked before it is owned.
-    let fd = unsafe { libc::openat(dir, path.as_ptr(), flags, libc::c_uint::from(mode)) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: openat returned a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn mkdir_at(dir: &OwnedFd, name: &str) -> io::Result<()> {
-    let name = c_path(Path::new(name))?;
-    // SAFETY: `name` is NUL-terminated and outlives the call.
-    cvt(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), 0o700) })
-}
-
-fn rename_at(dir: &OwnedFd, from: &str, to: &str) -> io::Result<()> {
-    let (from, to) = (c_path(Path::new(from))?, c_path(Path::new(to))?);
-    // SAFETY: both names are NUL-terminated and outlive the call.
-    cvt(unsafe { libc::renameat(dir.as_raw_fd(), from.as_ptr(), dir.as_raw_fd(), to.as_ptr()) })
-}
-
-fn unlink_at(dir: &OwnedFd, name: &str) -> io::Result<()> {
-    let name = c_path(Path::new(name))?;
-    // SAFETY: `name` is NUL-terminated and outlives the call.
-    cvt(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) })
-}
-
-/// fchmod(2): the mode as given, whatever the umask made of it.
-fn set_mode(fd: &OwnedFd, mode: libc::mode_t) -> io::Result<()> {
-    // SAFETY: fchmod only reads its arguments.
-    cvt(unsafe { libc::fchmod(fd.as_raw_fd(), mode) })
-}
-
-fn cvt(result: i32) -> io::Result<()> {
-    if result < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
 #[cfg(test)]
