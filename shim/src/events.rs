@@ -137,6 +137,31 @@ pub(crate) fn created(loaded: &Loaded, fd: c_int, domain: c_int, kind: c_int, pr
     log::applied(&loaded.log, fd, Event::Socket, None, &config.profile, &applied);
 }
 
+/// Makes the record of a socket the shim meets for the first time; `None`
+/// if it is not TCP (or has no place in the table). Under `respect`, one
+/// with keepalive already on was configured by whoever made it: all its
+/// options are kept, and the second value is true.
+fn meet(
+    loaded: &Loaded,
+    config: &Config,
+    fd: c_int,
+    identity: Identity,
+    event: Event,
+) -> Option<(Handle, bool)> {
+    if !socket::is_tcp(fd) {
+        records::create(fd, Record::not_tcp(identity));
+        return None;
+    }
+    let handle = records::create(fd, Record::tcp(identity, None))?;
+    let configured = respects_program(config) && socket::keepalive_on(fd) == Some(true);
+    if configured {
+        handle.keep_all();
+        let applied = Applied { kept: OptionSet::ALL, ..Applied::default() };
+        log::applied(&loaded.log, fd, event, None, &config.profile, &applied);
+    }
+    Some((handle, configured))
+}
+
 /// The record of a socket the shim has none of, made now: the socket is
 /// settled the way the module docs say. `None` if it is not TCP (or has
 /// no place in the table).
@@ -147,16 +172,8 @@ fn first_meeting(
     identity: Identity,
     event: Event,
 ) -> Option<Handle> {
-    if !socket::is_tcp(fd) {
-        records::create(fd, Record::not_tcp(identity));
-        return None;
-    }
-    let handle = records::create(fd, Record::tcp(identity, None))?;
-    if respects_program(config) && socket::keepalive_on(fd) == Some(true) {
-        handle.keep_all();
-        let applied = Applied { kept: OptionSet::ALL, ..Applied::default() };
-        log::applied(&loaded.log, fd, event, None, &config.profile, &applied);
-    } else {
+    let (handle, configured) = meet(loaded, config, fd, identity, event)?;
+    if !configured {
         let choice = config.profile_for(event.destination().as_ref()).0;
         apply_shared(loaded, config, fd, handle, choice, event);
     }
@@ -283,16 +300,7 @@ fn listener_record(loaded: &Loaded, config: &Config, listener: c_int) -> Option<
     let identity = socket::identity(listener)?;
     let handle = match records::find(listener, identity) {
         Some(handle) => handle,
-        None if socket::is_tcp(listener) => {
-            let handle = records::create(listener, Record::tcp(identity, None))?;
-            if respects_program(config) && socket::keepalive_on(listener) == Some(true) {
-                handle.keep_all();
-                let applied = Applied { kept: OptionSet::ALL, ..Applied::default() };
-                log::applied(&loaded.log, listener, Event::Accept, None, &config.profile, &applied);
-            }
-            handle
-        }
-        None => records::create(listener, Record::not_tcp(identity))?,
+        None => meet(loaded, config, listener, identity, Event::Accept)?.0,
     };
     handle.record().filter(|r| r.is_tcp())
 }
