@@ -308,6 +308,19 @@ fn connections_accepted_from_an_inherited_listener_get_the_profile() {
     }
 }
 
+/// Under `respect`, keepalive the program turned off on its listener stays
+/// off on the connections it accepts, also once the program sets another
+/// keepalive option on one of them.
+#[test]
+fn keepalive_turned_off_on_a_listener_stays_off_on_its_connections() {
+    let Some(lab) = Lab::new() else { return };
+    for (policy, rules) in [("respect", ""), ("respect", RULES), ("force", "")] {
+        let env = env(&[("KAWRAP_PROFILE", PROFILE), ("KAWRAP_POLICY", policy), ("KAWRAP_RULES", rules)]);
+        let want = if policy == "force" { line(1, MAIN) } else { line(0, (60, MAIN.1, MAIN.2)) };
+        assert_eq!(lab.compare(&["listener-off", "idle"], &env), [want], "{policy} {rules}");
+    }
+}
+
 /// A listener's record is asked of the kernel at every accept, like any
 /// other: one the shim configured, then replaced on its number behind
 /// libc's back by an unconfigured one, must not pass its "configured" mark

@@ -275,14 +275,18 @@ pub(crate) fn accepted(loaded: &Loaded, listener: c_int, fd: c_int) {
         }
         return;
     };
-    if every {
+    let keep = if respects_program(config) { listener.program_set() } else { OptionSet::EMPTY };
+    // The connection inherits the listener's options, the program's own
+    // among them. Without rules a fresh mark would stand for the shim's
+    // profile, which a listener whose SO_KEEPALIVE the program set (off,
+    // maybe) did not pass on: such a connection is recorded by identity.
+    if every || keep.contains(KeepaliveOption::Enable) {
         if let Some(identity) = socket::identity(fd) {
-            records::create(fd, Record::tcp(identity, Some(None)));
+            records::create(fd, Record::tcp(identity, Some(None)).with_program_set(keep));
         }
     } else {
         records::mark_fresh(fd);
     }
-    let keep = if respects_program(config) { listener.program_set() } else { OptionSet::EMPTY };
     // Configured by the shim; or, under respect, keepalive turned off by the
     // program, or configured by whoever made the listener.
     if listener.applied().is_some() || keep.contains(KeepaliveOption::Enable) {

@@ -133,7 +133,8 @@ impl Record {
         Record((self.0 & !APPLIED) | ((code << APPLIED_SHIFT) & APPLIED))
     }
 
-    fn with_program_set(self, options: OptionSet) -> Record {
+    /// This record with `options` added to the program's.
+    pub(crate) fn with_program_set(self, options: OptionSet) -> Record {
         Record(self.0 | (u64::from(options.bits()) << PROGRAM_SHIFT))
     }
 

@@ -32,7 +32,8 @@
  *   listen-exec [ka] -- PROGRAM...   make a listener at fd 3 (with SO_KEEPALIVE=1 and
  *                         TCP_KEEPIDLE=45 when `ka`), queue two connections on it, exec PROGRAM
  *   accept-inherited      accept twice from fd 3 and print each accepted socket's options
- *   listener-off          turn keepalive off on a listener, accept a connection from it
+ *   listener-off [idle]   turn keepalive off on a listener, accept a connection from it (and
+ *                         set TCP_KEEPIDLE=60 on that connection)
  *   listener-swap         accept from a listener the shim configured at listen(), then put a
  *                         listener made behind libc's back (raw syscalls) on its number and
  *                         accept from that */
@@ -467,13 +468,15 @@ static int case_accept_inherited(void) {
     return 0;
 }
 
-static int case_listener_off(void) {
+static int case_listener_off(int set_idle) {
     int lst = listener();
     result("set_keepalive", set(lst, SOL_SOCKET, SO_KEEPALIVE, 0));
     int client = tcp();
     result("connect", connect_to_server(client));
     int fd = accept(lst, NULL, NULL);
     printf("accepted=%d\n", fd >= 0);
+    if (set_idle)
+        result("set_idle", set(fd, IPPROTO_TCP, TCP_KEEPIDLE, 60));
     print(fd);
     return 0;
 }
@@ -535,7 +538,7 @@ int main(int argc, char **argv) {
     if (!strcmp(name, "accept-inherited"))
         return case_accept_inherited();
     if (!strcmp(name, "listener-off"))
-        return case_listener_off();
+        return case_listener_off(argc == 3 && !strcmp(argv[2], "idle"));
     if (!strcmp(name, "listener-swap"))
         return case_listener_swap();
     fprintf(stderr, "sockid: unknown case\n");
