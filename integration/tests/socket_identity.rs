@@ -128,6 +128,18 @@ fn respect_follows_the_socket_through_every_duplicate() {
     }
 }
 
+/// A duplicate can land on a number where the shim once made a socket that
+/// was closed since: what the program sets through the duplicate and
+/// through the original is still one socket's choice.
+#[test]
+fn respect_follows_the_socket_through_a_duplicate_on_a_used_number() {
+    let Some(lab) = Lab::new() else { return };
+    let no_rules = lab.compare(&["dup-split"], &env(&[("KAWRAP_PROFILE", PROFILE)]));
+    assert_eq!(no_rules, [line(0, (60, MAIN.1, MAIN.2))], "no rules");
+    let rules = lab.compare(&["dup-split"], &env(&[("KAWRAP_PROFILE", PROFILE), ("KAWRAP_RULES", RULES)]));
+    assert_eq!(rules, [line(0, (60, RULE.1, RULE.2))], "with rules");
+}
+
 #[test]
 fn python_socket_dup_keeps_the_programs_choice() {
     if skip_unless(have_program("python3"), "python3 not found") {

@@ -220,11 +220,18 @@ pub(crate) fn connected(loaded: &Loaded, fd: c_int, event: Event) {
         record.applied() != Some(choice)
     } else {
         // Keepalive is off: only the program's own SO_KEEPALIVE=0 stands.
-        !record.program_set().contains(KeepaliveOption::Enable)
+        !program_set_keepalive(fd, identity, record)
     };
     if needed {
         apply_shared(loaded, config, fd, handle, choice, event);
     }
+}
+
+/// Whether the program set SO_KEEPALIVE itself on the socket at `fd`, as
+/// `record` or another record of the socket says (see `records::gather`).
+fn program_set_keepalive(fd: c_int, identity: Identity, record: Record) -> bool {
+    let set = |record: Record| record.program_set().contains(KeepaliveOption::Enable);
+    set(record) || records::gather(fd, identity).is_some_and(set)
 }
 
 /// `listen()` succeeded on `fd`: the listener gets the profile once (and a
@@ -243,9 +250,7 @@ pub(crate) fn listening(loaded: &Loaded, fd: c_int) {
         record.applied().is_none()
     } else {
         // As at connect: keepalive off, and not by the program's choice.
-        !fresh
-            && !record.program_set().contains(KeepaliveOption::Enable)
-            && socket::keepalive_on(fd) == Some(false)
+        !fresh && !program_set_keepalive(fd, identity, record) && socket::keepalive_on(fd) == Some(false)
     };
     if needed {
         apply_shared(loaded, config, fd, handle, None, Event::Listen);

@@ -18,15 +18,18 @@
 //! number (dup, dup2, dup3, F_DUPFD, SCM_RIGHTS): it is looked for in the
 //! table up to the highest number that ever held one, and moved to the
 //! number in use — one record per socket, so what the program set through
-//! one number holds through all. A record displaced by a new socket on its
-//! number goes to a small ring of orphans first, where a duplicate that is
-//! used only later (dup, close the original, open another socket) still
-//! finds it.
+//! one number holds through all (but see *fresh* marks below). A record
+//! displaced by a new socket on its number goes to a small ring of orphans
+//! first, where a duplicate that is used only later (dup, close the
+//! original, open another socket) still finds it.
 //!
 //! A *fresh* mark (no identity) says "the shim created a TCP socket at this
 //! number and gave it the profile; the program has set nothing since". It
 //! costs no system call and is trusted only together with the kernel's
-//! SO_KEEPALIVE, which the shim turned on (see `events`).
+//! SO_KEEPALIVE, which the shim turned on (see `events`). A mark left by a
+//! closed socket can be claimed by a duplicate of another one, which then
+//! has a second record: before the shim turns keepalive back on, it gathers
+//! them.
 //!
 //! Writes of the program and of the shim to the same socket from two
 //! threads (a connect applying a rule while another thread sets
@@ -291,6 +294,11 @@ pub(crate) fn create(fd: c_int, record: Record) -> Option<Handle> {
 /// Turns the fresh mark at `fd` into the record of socket `identity`: the
 /// main profile applied, nothing set by the program. The caller has checked
 /// with the kernel that the socket there is one the shim configured.
+///
+/// No search (a scan of the table at every first keepalive setsockopt of a
+/// program): the mark may be a closed socket's, and the socket at `fd` now
+/// a duplicate of one recorded under another number. Such a socket has two
+/// records until [`gather`] merges them.
 pub(crate) fn claim_fresh(fd: c_int, identity: Identity) -> Option<Handle> {
     let slot = slot(fd)?;
     let old = load(slot);
@@ -299,6 +307,17 @@ pub(crate) fn claim_fresh(fd: c_int, identity: Identity) -> Option<Handle> {
         return Some(Handle { slot, identity });
     }
     find(fd, identity)
+}
+
+/// The record of socket `identity` at `fd` with every other record of the
+/// same socket merged into it (see [`claim_fresh`]): a search of the table,
+/// for the rare decisions that depend on all the program set.
+pub(crate) fn gather(fd: c_int, identity: Identity) -> Option<Record> {
+    while relocate(fd, identity).is_some() {}
+    match at(fd, identity) {
+        Place::Here(handle) => handle.record(),
+        Place::Fresh | Place::Elsewhere => None,
+    }
 }
 
 /// Waits, yielding the processor, until the write `seen` showed in `slot`

@@ -12,6 +12,9 @@
  *                         a duplicate made by METHOD: dup dup2 dup3 dupfd-cloexec scm-rights
  *                         dup-close (the original closed first) dup-close-reuse (and its number
  *                         taken by a new socket before the duplicate is used)
+ *   dup-split             a duplicate on a number a closed socket had: set TCP_KEEPIDLE=60
+ *                         through it, then SO_KEEPALIVE=0 through the original; connect
+ *                         through the duplicate
  *   force-dup METHOD      connect, then set TCP_KEEPIDLE=99 through a duplicate
  *   vfork-close           connect, a vfork child closes the socket and exits, then set
  *                         TCP_KEEPIDLE=99
@@ -155,6 +158,20 @@ static int case_dup(const char *method) {
     result("set_idle", set(fd, IPPROTO_TCP, TCP_KEEPIDLE, 60));
     int copy = duplicate(fd, method);
     printf("duplicate=%d\n", copy >= 0 && copy != fd);
+    result("connect", connect_to_server(copy));
+    print(copy);
+    return 0;
+}
+
+static int case_dup_split(void) {
+    listener();
+    int fd = tcp();
+    int spare = tcp();
+    close(spare);
+    int copy = dup(fd);
+    printf("landed=%d\n", copy == spare);
+    result("set_idle", set(copy, IPPROTO_TCP, TCP_KEEPIDLE, 60));
+    result("set_keepalive", set(fd, SOL_SOCKET, SO_KEEPALIVE, 0));
     result("connect", connect_to_server(copy));
     print(copy);
     return 0;
@@ -513,6 +530,8 @@ int main(int argc, char **argv) {
     const char *name = argv[1];
     if (!strcmp(name, "dup") && argc == 3)
         return case_dup(argv[2]);
+    if (!strcmp(name, "dup-split"))
+        return case_dup_split();
     if (!strcmp(name, "force-dup") && argc == 3)
         return case_force_dup(argv[2]);
     if (!strcmp(name, "vfork-close"))
