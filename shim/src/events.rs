@@ -239,9 +239,11 @@ fn program_set_keepalive(fd: c_int, identity: Identity, record: Record) -> bool 
 pub(crate) fn listening(loaded: &Loaded, fd: c_int) {
     let Some(config) = &loaded.config else { return };
     let Some(identity) = socket::identity(fd) else { return };
-    let fresh = matches!(records::at(fd, identity), Place::Fresh) && socket::keepalive_on(fd) == Some(true);
-    let handle = if fresh { records::claim_fresh(fd, identity) } else { records::find(fd, identity) };
-    let Some(handle) = handle else {
+    if claim_fresh_mark(fd, identity).is_some() {
+        // The shim's own socket, with the profile since socket().
+        return;
+    }
+    let Some(handle) = records::find(fd, identity) else {
         first_meeting(loaded, config, fd, identity, Event::Listen);
         return;
     };
@@ -250,7 +252,7 @@ pub(crate) fn listening(loaded: &Loaded, fd: c_int) {
         record.applied().is_none()
     } else {
         // As at connect: keepalive off, and not by the program's choice.
-        !fresh && !program_set_keepalive(fd, identity, record) && socket::keepalive_on(fd) == Some(false)
+        !program_set_keepalive(fd, identity, record) && socket::keepalive_on(fd) == Some(false)
     };
     if needed {
         apply_shared(loaded, config, fd, handle, None, Event::Listen);
@@ -367,15 +369,16 @@ fn program_sets_respected(
     result
 }
 
-/// The record the program's setsockopt on `fd` goes to: a fresh mark is
-/// claimed once the kernel confirms keepalive is on (the shim's doing).
+/// The record the program's setsockopt on `fd` goes to.
 fn program_record(loaded: &Loaded, config: &Config, fd: c_int, identity: Identity) -> Option<Handle> {
-    if matches!(records::at(fd, identity), Place::Fresh) && socket::keepalive_on(fd) == Some(true) {
-        if let Some(handle) = records::claim_fresh(fd, identity) {
-            return Some(handle);
-        }
-    }
-    tcp_record(loaded, config, fd, identity, Event::Setsockopt)
+    claim_fresh_mark(fd, identity).or_else(|| tcp_record(loaded, config, fd, identity, Event::Setsockopt))
+}
+
+/// The fresh mark at `fd` made the record of socket `identity`, if there is
+/// one and the kernel confirms keepalive is on (the shim's doing).
+fn claim_fresh_mark(fd: c_int, identity: Identity) -> Option<Handle> {
+    let fresh = matches!(records::at(fd, identity), Place::Fresh) && socket::keepalive_on(fd) == Some(true);
+    fresh.then(|| records::claim_fresh(fd, identity)).flatten()
 }
 
 /// Under `force`: gives `option` the value of the profile the socket got.
