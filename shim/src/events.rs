@@ -129,12 +129,19 @@ pub(crate) fn created(loaded: &Loaded, fd: c_int, domain: c_int, kind: c_int, pr
         return;
     }
     let applied = apply_new(fd, &config.profile, OptionSet::EMPTY);
-    if !records_every_socket(config) {
+    remember_new(fd, records_every_socket(config), OptionSet::EMPTY);
+    log::applied(&loaded.log, fd, Event::Socket, None, &config.profile, &applied);
+}
+
+/// Remembers the TCP socket `socket()` or `accept()` just gave at `fd`:
+/// by its identity (one getsockopt) when `by_identity`, with `program_set`
+/// as the program's own options; else as a fresh mark, at no cost.
+fn remember_new(fd: c_int, by_identity: bool, program_set: OptionSet) {
+    if !by_identity {
         records::mark_fresh(fd);
     } else if let Some(identity) = socket::identity(fd) {
-        records::create(fd, Record::tcp(identity, Some(None)));
+        records::create(fd, Record::tcp(identity, Some(None)).with_program_set(program_set));
     }
-    log::applied(&loaded.log, fd, Event::Socket, None, &config.profile, &applied);
 }
 
 /// Makes the record of a socket the shim meets for the first time; `None`
@@ -287,13 +294,7 @@ pub(crate) fn accepted(loaded: &Loaded, listener: c_int, fd: c_int) {
     // among them. Without rules a fresh mark would stand for the shim's
     // profile, which a listener whose SO_KEEPALIVE the program set (off,
     // maybe) did not pass on: such a connection is recorded by identity.
-    if every || keep.contains(KeepaliveOption::Enable) {
-        if let Some(identity) = socket::identity(fd) {
-            records::create(fd, Record::tcp(identity, Some(None)).with_program_set(keep));
-        }
-    } else {
-        records::mark_fresh(fd);
-    }
+    remember_new(fd, every || keep.contains(KeepaliveOption::Enable), keep);
     // Configured by the shim; or, under respect, keepalive turned off by the
     // program, or configured by whoever made the listener.
     if listener.applied().is_some() || keep.contains(KeepaliveOption::Enable) {
