@@ -98,7 +98,9 @@ fn apply_shared(
     event: Event,
 ) {
     let profile = profile_of(config, choice);
-    let previous = handle.record().and_then(Record::applied);
+    // Recorded before the first write: a `force` put-back in another thread
+    // (see `put_back`) then puts back this profile's values.
+    let previous = handle.set_applied(choice);
     // A rule without a user timeout replacing a profile with one: the
     // kernel's default (0, off) is what this destination asked for.
     let clear_user_timeout =
@@ -110,14 +112,13 @@ fn apply_shared(
             None if option == KeepaliveOption::UserTimeout && clear_user_timeout => 0,
             None => continue,
         };
-        if handle.begin_write(option, respects_program(config), Some(choice)).is_none() {
+        if handle.begin_write(option, respects_program(config)).is_none() {
             applied.kept.insert(option);
             continue;
         }
         applied.record(option, option.set(fd, value));
         handle.end_write();
     }
-    handle.set_applied(choice);
     log::applied(&loaded.log, fd, event, choice, profile, &applied);
 }
 
@@ -386,7 +387,7 @@ fn claim_fresh_mark(fd: c_int, identity: Identity) -> Option<Handle> {
 fn put_back(loaded: &Loaded, config: &Config, fd: c_int, option: KeepaliveOption) {
     let Some(identity) = socket::identity(fd) else { return };
     let Some(handle) = tcp_record(loaded, config, fd, identity, Event::Setsockopt) else { return };
-    let Some(record) = handle.begin_write(option, false, None) else { return };
+    let Some(record) = handle.begin_write(option, false) else { return };
     let choice = record.applied().unwrap_or(None);
     if let Some(value) = option.value_in(profile_of(config, choice)) {
         let outcome = option.set(fd, value).map(|()| value);

@@ -407,25 +407,18 @@ impl Handle {
         wait_for_write(self.slot, seen);
     }
 
-    /// Begins the shim's write of `option`, recording `applied` as the
-    /// profile the socket has (unless `None`). `None` if the write must not
+    /// Begins the shim's write of `option`. `None` if the write must not
     /// happen: the program set that option itself and `respect_program`,
     /// or the record is gone. Otherwise the record as marked; the caller
     /// writes and calls [`Handle::end_write`].
-    pub(crate) fn begin_write(
-        &self,
-        option: KeepaliveOption,
-        respect_program: bool,
-        applied: Option<RuleIndex>,
-    ) -> Option<Record> {
+    pub(crate) fn begin_write(&self, option: KeepaliveOption, respect_program: bool) -> Option<Record> {
         let (old, new) = self.change(|record| {
             if respect_program && record.program_set().contains(option) {
                 Change::Leave
             } else if record.writing() {
                 Change::Wait
             } else {
-                let marked = Record((record.0 | WRITING) ^ TURN);
-                Change::To(applied.map_or(marked, |applied| marked.with_applied(Some(applied))))
+                Change::To(Record((record.0 | WRITING) ^ TURN))
             }
         })?;
         (old != new).then_some(new)
@@ -437,8 +430,10 @@ impl Handle {
         );
     }
 
-    /// Records that the socket has profile `applied` now.
-    pub(crate) fn set_applied(&self, applied: RuleIndex) {
-        self.change(|record| Change::To(record.with_applied(Some(applied))));
+    /// Records that the socket has profile `applied` now; returns the one
+    /// it had (`None`: none, or the record is gone).
+    pub(crate) fn set_applied(&self, applied: RuleIndex) -> Option<RuleIndex> {
+        let (old, _) = self.change(|record| Change::To(record.with_applied(Some(applied))))?;
+        old.applied()
     }
 }
