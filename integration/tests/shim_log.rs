@@ -143,3 +143,24 @@ fn the_log_is_never_opened_through_a_link_another_user_planted() {
     probe_with_log(kaprobe(), plain.as_os_str(), Path::new("/"));
     assert_eq!(plain.metadata().expect("plain log written").uid(), 0);
 }
+
+/// Whatever a variable holds, a line of the log stays one line: a value
+/// with a newline (here in the part of a rule the error message repeats)
+/// cannot add a line that looks like the shim's.
+#[test]
+fn a_value_with_a_newline_cannot_forge_a_log_line() {
+    let dir = kawrap_integration::temp_dir("log-newline");
+    let log = dir.path().join("kawrap.log");
+    let forged = "2026-01-01T00:00:00.000Z kawrap pid=1 comm=forged fd=3 event=socket";
+    let mut command = Command::new(kaprobe());
+    command.args(["socket:inet:stream", "print"]);
+    without_kawrap_env(&mut command)
+        .env("KAWRAP_RULES", format!("10.0.0.0/8\n{forged}=ssh"))
+        .env("KAWRAP_LOG", &log)
+        .env("LD_PRELOAD", shim_path());
+    let output = command.output().expect("run kaprobe");
+    assert!(output.status.success(), "{output:?}");
+    let text = std::fs::read_to_string(&log).expect("log written");
+    assert_eq!(text.lines().count(), 1, "one line for one complaint: {text}");
+    assert!(text.contains(" disabled: rule "), "{text}");
+}

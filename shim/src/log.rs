@@ -11,7 +11,9 @@
 //! `event` is what the program did: socket, connect, fastopen (a
 //! sendto/sendmsg with MSG_FASTOPEN), listen, accept (the profile given to
 //! a connection from a listener the shim never configured), setsockopt
-//! (force putting the profile's value back).
+//! (force putting the profile's value back). A line never holds a control
+//! character: one in a value the shim repeats (an invalid variable's text,
+//! in a `disabled:` line) is written `\xNN` too, so it cannot start a line.
 use core::ffi::{CStr, c_int};
 use core::fmt::{self, Write};
 use core::net::SocketAddr;
@@ -77,13 +79,27 @@ struct Line {
     len: usize,
 }
 
+impl Line {
+    fn push(&mut self, byte: u8) {
+        // The last byte is kept for the newline.
+        if self.len + 1 < self.bytes.len() {
+            self.bytes[self.len] = byte;
+            self.len += 1;
+        }
+    }
+}
+
 impl Write for Line {
+    /// Control characters are written `\xNN`: a line stays one line, whatever
+    /// a value formatted into it holds (a variable's text an error repeats).
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        // Keep the last byte for the newline.
-        let room = self.bytes.len() - 1 - self.len;
-        let take = text.len().min(room);
-        self.bytes[self.len..self.len + take].copy_from_slice(&text.as_bytes()[..take]);
-        self.len += take;
+        for &byte in text.as_bytes() {
+            if byte.is_ascii_control() {
+                write!(self, "\\x{byte:02x}")?;
+            } else {
+                self.push(byte);
+            }
+        }
         Ok(())
     }
 }
