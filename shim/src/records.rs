@@ -71,9 +71,12 @@ const IDENTITY: u64 = (1 << IDENTITY_BITS) - 1;
 /// Bits 48..=52: the options the program set itself (an [`OptionSet`]).
 const PROGRAM_SHIFT: u32 = IDENTITY_BITS;
 /// Bits 53..=58: what the shim applied: 0 nothing, 1 the main profile,
-/// 2 + i rule i (at most 32 rules).
+/// 2 + i rule i.
 const APPLIED_SHIFT: u32 = PROGRAM_SHIFT + 5;
 const APPLIED: u64 = 0x3f << APPLIED_SHIFT;
+// The last rule's code, 2 + (MAX_RULES - 1), fits: a longer rule list
+// would need a wider field (with_applied would wrap silently).
+const _: () = assert!((kawrap_core::MAX_RULES as u64) < APPLIED >> APPLIED_SHIFT);
 const NOT_TCP: u64 = 1 << 59;
 /// Created by the shim at this number, profile applied, identity not
 /// asked (see the module docs).
