@@ -285,13 +285,14 @@ fn the_shim_exports_only_its_hooks_and_stays_small() {
     assert!(!String::from_utf8_lossy(&sections.stdout).contains(".symtab"), "the release shim is stripped");
 }
 
-/// Functions libc.so.6 of glibc 2.17 (x86_64 base version GLIBC_2.2.5) and
-/// musl 1.2 both export (dlsym: libdl.so.2 before glibc 2.34, which the
-/// library names as needed), plus the weak references every shared object
+/// Functions libc.so.6 of glibc 2.17 (x86_64 base version GLIBC_2.2.5;
+/// clock_gettime moved there from librt in 2.17, as GLIBC_2.17) and musl 1.2
+/// both export (dlsym: libdl.so.2 before glibc 2.34, which the library
+/// names as needed), plus the weak references every shared object
 /// carries. A hard reference to anything else (glibc ≥ 2.34's
 /// `pthread_atfork`, for one) makes the loader refuse the library on some
 /// supported system, and with it the host program.
-const IMPORTS_EVERY_LIBC_HAS: [&str; 16] = [
+const IMPORTS_EVERY_LIBC_HAS: [&str; 17] = [
     "__cxa_finalize",
     "__errno_location",
     "__gmon_start__",
@@ -299,6 +300,7 @@ const IMPORTS_EVERY_LIBC_HAS: [&str; 16] = [
     "_ITM_registerTMCloneTable",
     "abort",
     "bcmp",
+    "clock_gettime",
     "dlsym",
     "getauxval",
     "memcmp",

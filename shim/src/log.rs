@@ -108,7 +108,7 @@ impl Write for Line {
 fn emit(target: &Target, write: impl FnOnce(&mut Line) -> fmt::Result) {
     let Some(path) = target.path() else { return };
     let mut line = Line { bytes: [0; 512], len: 0 };
-    let _ = write_time(&mut line, sys::clock(libc::CLOCK_REALTIME));
+    let _ = write_time(&mut line, sys::clock(libc::CLOCK_REALTIME).unwrap_or((0, 0)));
     let _ = write!(line, " kawrap pid={} comm=", sys::getpid());
     let (name, len) = sys::thread_name();
     let _ = write_escaped(&mut line, &name[..len]);

@@ -334,10 +334,12 @@ fn wait_for_write(slot: &AtomicU64, seen: Record) {
         }
         sys::yield_now();
         if round % 64 == 0 {
-            let (secs, nanos) = sys::clock(libc::CLOCK_MONOTONIC);
-            let ms = secs * 1000 + nanos / 1_000_000;
+            // A clock that cannot be read ends the wait at once.
+            let ms = sys::clock(libc::CLOCK_MONOTONIC).map_or(i64::MAX, |(secs, nanos)| {
+                secs.saturating_mul(1000).saturating_add(nanos / 1_000_000)
+            });
             match deadline {
-                None => deadline = Some(ms + STALE_WRITE_MS),
+                None => deadline = Some(ms.saturating_add(STALE_WRITE_MS)),
                 Some(limit) if ms >= limit => {
                     swap(slot, now, Record(now.0 & !WRITING));
                     return;

@@ -139,17 +139,39 @@ pub(crate) fn yield_now() {
     let _ = unsafe { syscall(libc::SYS_sched_yield, [0; 6]) };
 }
 
-/// `clock_gettime(clock)` as (seconds, nanoseconds).
-pub(crate) fn clock(clock: libc::clockid_t) -> (i64, i64) {
+/// `clock_gettime(clock)` as (seconds, nanoseconds); `None` if the clock
+/// cannot be read.
+///
+/// Through libc, which reads the clock from the vDSO without a system
+/// call: a sandbox that allows only what ordinary programs do may not list
+/// the clock_gettime system call (programs never make it), and an answer of
+/// EPERM there must not leave a bounded wait unbounded.
+pub(crate) fn clock(clock: libc::clockid_t) -> Option<(i64, i64)> {
+    let _errno = ErrnoGuard::save();
     let mut time = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: time is a live timespec.
-    let _ = unsafe {
-        syscall(
-            libc::SYS_clock_gettime,
-            [clock as usize, &mut time as *mut libc::timespec as usize, 0, 0, 0, 0],
-        )
+    let result = unsafe { libc::clock_gettime(clock, &mut time) };
+    (result == 0).then_some((time.tv_sec, time.tv_nsec))
+}
+
+/// The running kernel's version as (major, minor), from uname(2); `None`
+/// if it cannot be read.
+pub(crate) fn kernel_version() -> Option<(u32, u32)> {
+    // SAFETY: an all-zero utsname is a valid value to be overwritten.
+    let mut names: libc::utsname = unsafe { core::mem::zeroed() };
+    // SAFETY: names is live and of the kernel's struct utsname layout.
+    unsafe { syscall(libc::SYS_uname, [&mut names as *mut libc::utsname as usize, 0, 0, 0, 0, 0]) }.ok()?;
+    // "6.18.44-fc-v1147": digits, a dot, digits.
+    let release = names.release.map(|c| c as u8);
+    let mut parts = release.split(|&b| b == b'.' || b == b'-' || b == 0);
+    let mut number = || -> Option<u32> {
+        let digits = parts.next()?;
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        digits.iter().try_fold(0u32, |n, d| n.checked_mul(10)?.checked_add(u32::from(d - b'0')))
     };
-    (time.tv_sec, time.tv_nsec)
+    Some((number()?, number()?))
 }
 
 pub(crate) fn getpid() -> i64 {
