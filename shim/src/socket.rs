@@ -1,14 +1,14 @@
 //! What the kernel says about one socket: which socket it is (whatever
 //! number it has now), whether it is TCP, whether keepalive is on.
 use core::ffi::c_int;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::options::KeepaliveOption;
 use crate::sys;
 
 /// A socket's identity: the same for every descriptor of it, in this and
 /// every other process, and never given to another socket while it lives.
-/// 48 bits of its `SO_COOKIE` (never 0).
+/// 48 bits of its `SO_COOKIE` or inode number (never 0), see [`identity`].
 pub(crate) type Identity = u64;
 
 /// Identities fit in this many bits of a record.
@@ -19,20 +19,39 @@ const IDENTITY_MASK: u64 = (1 << IDENTITY_BITS) - 1;
 /// the first time anyone asks, from a counter that never goes back.
 const SO_COOKIE: c_int = 57;
 
-/// Set once a kernel answered ENOPROTOOPT to SO_COOKIE (older than 4.12,
-/// such as RHEL 7's 3.10): from then on the sockfs inode number serves.
-static NO_COOKIES: AtomicBool = AtomicBool::new(false);
+/// Which identity this kernel gives: not decided yet, SO_COOKIE, or the
+/// sockfs inode.
+const UNDECIDED: u8 = 0;
+const COOKIE: u8 = 1;
+const INODE: u8 = 2;
+static KIND: AtomicU8 = AtomicU8::new(UNDECIDED);
+
+/// SO_COOKIE from Linux 5.3 on, where one counter serves the whole system.
+/// Before (4.12 to 5.2), each network namespace counted on its own, so two
+/// sockets of one process in two namespaces could have the same cookie;
+/// and before 4.12 there is none (RHEL 7's 3.10). There the inode number
+/// of the socket's sockfs file serves, unique among live sockets as well.
+fn kind() -> u8 {
+    match KIND.load(Ordering::Relaxed) {
+        UNDECIDED => {
+            let kind = match sys::kernel_version() {
+                Some(version) if version >= (5, 3) => COOKIE,
+                _ => INODE,
+            };
+            KIND.store(kind, Ordering::Relaxed);
+            kind
+        }
+        kind => kind,
+    }
+}
 
 /// The identity of the socket `fd` refers to; `None` for a descriptor
 /// that is not a socket (or one the shim may not ask about).
-///
-/// SO_COOKIE where the kernel has it, else the inode number of the
-/// socket's sockfs file (`fstat`), unique among live sockets as well.
 pub(crate) fn identity(fd: c_int) -> Option<Identity> {
-    if !NO_COOKIES.load(Ordering::Relaxed) {
+    if kind() == COOKIE {
         match sys::get_u64_option(fd, libc::SOL_SOCKET, SO_COOKIE) {
             Ok(cookie) => return Some(fold(cookie)),
-            Err(libc::ENOPROTOOPT) => NO_COOKIES.store(true, Ordering::Relaxed),
+            Err(libc::ENOPROTOOPT) => KIND.store(INODE, Ordering::Relaxed),
             Err(_) => return None,
         }
     }
