@@ -293,7 +293,10 @@ fn read_file(path: &Path) -> Result<Option<String>, String> {
 /// refuses such a sudoers file and sshd such an authorized_keys: the file
 /// and every directory above it must be writable by no one but their owner
 /// and root (group root may write), except that a sticky directory (/tmp)
-/// lets no one replace what is not theirs.
+/// lets no one replace what is not theirs. Through a symbolic link, both
+/// ways count, as for sshd (which resolves the path first): the directories
+/// above the link, where it could be swapped, and those above the file it
+/// leads to, where that file could be.
 fn trusted_by_root(path: &Path, metadata: &Metadata) -> Result<(), String> {
     if writable_by_others(metadata) {
         return Err(format!(
@@ -303,17 +306,20 @@ fn trusted_by_root(path: &Path, metadata: &Metadata) -> Result<(), String> {
             path.display()
         ));
     }
-    for dir in path.ancestors().skip(1).filter(|dir| !dir.as_os_str().is_empty()) {
-        let Ok(dir_metadata) = std::fs::metadata(dir) else { continue };
-        let sticky = dir_metadata.mode() & libc::S_ISVTX != 0;
-        if writable_by_others(&dir_metadata) && !sticky {
-            return Err(format!(
-                "{} is in {}, which is writable by others than its owner and root (mode {}); as \
-                 root, kawrap reads only profile files no one else can change or replace",
-                path.display(),
-                dir.display(),
-                mode_text(&dir_metadata)
-            ));
+    let resolved = std::fs::canonicalize(path).ok();
+    for file in std::iter::once(path).chain(resolved.as_deref().filter(|resolved| *resolved != path)) {
+        for dir in file.ancestors().skip(1).filter(|dir| !dir.as_os_str().is_empty()) {
+            let Ok(dir_metadata) = std::fs::metadata(dir) else { continue };
+            let sticky = dir_metadata.mode() & libc::S_ISVTX != 0;
+            if writable_by_others(&dir_metadata) && !sticky {
+                return Err(format!(
+                    "{} is in {}, which is writable by others than its owner and root (mode {}); as \
+                     root, kawrap reads only profile files no one else can change or replace",
+                    file.display(),
+                    dir.display(),
+                    mode_text(&dir_metadata)
+                ));
+            }
         }
     }
     Ok(())

@@ -167,3 +167,34 @@ fn root_refuses_a_profile_file_others_may_write() {
     chmod(&dir, 0o1777);
     run().code(0);
 }
+
+#[test]
+fn root_refuses_a_profile_file_reached_through_a_link_into_a_directory_others_may_write() {
+    if !skip_unless(is_root(), "needs root: the check is root's") {
+        return;
+    }
+    let env = TestEnv::new();
+    // The file others may replace, in a directory of their own…
+    let shared = env.root().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let target = shared.join("profiles.toml");
+    std::fs::write(&target, "[profiles.mine]\nkeepalive = \"1/1/1\"\n").unwrap();
+    // …reached through a link from a directory no one else may write.
+    let dir = env.root().join("config/kawrap");
+    std::fs::create_dir_all(&dir).unwrap();
+    let link = dir.join("profiles.toml");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let config = env.root().join("config");
+    let lib = env.fake_lib();
+    env.kawrap()
+        .env("XDG_CONFIG_HOME", &config)
+        .lib(&lib)
+        .dry_run(&["--profile", "mine"])
+        .run()
+        .code(125)
+        .stderr_contains(&format!(
+            "is in {}, which is writable by others than its owner and root (mode 0777)",
+            std::fs::canonicalize(&shared).unwrap().display()
+        ));
+}
