@@ -10,6 +10,7 @@ use crate::output::printable;
 use crate::processes::{self, Identity};
 use crate::sockets::owners;
 use crate::sockets::remote::AccessError;
+use crate::systemd::full_unit_name;
 
 /// The processes selected, in the order they were named, each once.
 #[derive(Debug, Default)]
@@ -42,7 +43,7 @@ impl Selected {
     /// Adds the processes of the systemd unit `unit` (`backup` means
     /// `backup.service`): those in a cgroup of that name, or below one.
     pub fn add_unit(&mut self, unit: &str) -> Result<(), Error> {
-        let name = unit_name(unit);
+        let name = full_unit_name(unit);
         let before = self.pids.len();
         let all = processes::all().map_err(|error| Error::io("cannot read /proc", error))?;
         for pid in all.into_iter().filter(|&pid| processes::in_cgroup_named(pid, &name)) {
@@ -108,27 +109,6 @@ pub fn require_process(pid: u32, suggest: &dyn Fn(u32) -> String) -> Result<(), 
     }
 }
 
-/// `backup` → `backup.service`; a name with a unit type keeps it.
-fn unit_name(unit: &str) -> String {
-    const TYPES: [&str; 11] = [
-        "service",
-        "scope",
-        "slice",
-        "socket",
-        "mount",
-        "swap",
-        "target",
-        "timer",
-        "path",
-        "device",
-        "automount",
-    ];
-    match unit.rsplit_once('.') {
-        Some((_, kind)) if TYPES.contains(&kind) => unit.to_owned(),
-        _ => format!("{unit}.service"),
-    }
-}
-
 /// A process below another one that holds TCP sockets.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Holder {
@@ -164,14 +144,6 @@ pub fn describe_holders(holders: &[Holder]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn unit_names_default_to_services() {
-        assert_eq!(unit_name("backup"), "backup.service");
-        assert_eq!(unit_name("backup.service"), "backup.service");
-        assert_eq!(unit_name("user-1000.slice"), "user-1000.slice");
-        assert_eq!(unit_name("db.nightly"), "db.nightly.service");
-    }
 
     #[test]
     fn a_thread_is_refused_with_its_process() {

@@ -17,9 +17,30 @@ pub const DROP_IN_NAME: &str = "50-kawrap.conf";
 /// Where system units and their drop-ins live.
 pub const SYSTEM_UNIT_DIR: &str = "/etc/systemd/system";
 
-/// systemd's unit types other than service.
-const UNIT_TYPES: [&str; 10] =
-    ["socket", "timer", "mount", "automount", "path", "target", "slice", "scope", "device", "swap"];
+/// systemd's unit types.
+const UNIT_TYPES: [&str; 11] = [
+    "service",
+    "socket",
+    "timer",
+    "mount",
+    "automount",
+    "path",
+    "target",
+    "slice",
+    "scope",
+    "device",
+    "swap",
+];
+
+/// A unit's full name, as systemctl reads what it is given: `backup` means
+/// `backup.service`; a name ending in a unit type keeps it
+/// (`user-1000.slice`).
+pub fn full_unit_name(name: &str) -> String {
+    match name.rsplit_once('.') {
+        Some((_, suffix)) if UNIT_TYPES.contains(&suffix) => name.to_owned(),
+        _ => format!("{name}.service"),
+    }
+}
 
 /// `backup` → `backup.service`; only services have `[Service]`.
 pub fn unit_name(name: &str) -> Result<String, Error> {
@@ -28,13 +49,10 @@ pub fn unit_name(name: &str) -> Result<String, Error> {
         hint: "give a service name such as `backup` or `backup.service` (letters, digits, `:-_.\\@`)"
             .to_owned(),
     };
-    let unit = match name.rsplit_once('.') {
-        Some((_, "service")) => name.to_owned(),
-        Some((_, suffix)) if UNIT_TYPES.contains(&suffix) => {
-            return Err(invalid("only a .service has a [Service] section"));
-        }
-        _ => format!("{name}.service"),
-    };
+    let unit = full_unit_name(name);
+    if !unit.ends_with(".service") {
+        return Err(invalid("only a .service has a [Service] section"));
+    }
     if unit == ".service" {
         return Err(invalid("the name is empty"));
     }
@@ -89,6 +107,14 @@ pub fn write_unit_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn full_unit_names_default_to_services() {
+        assert_eq!(full_unit_name("backup"), "backup.service");
+        assert_eq!(full_unit_name("backup.service"), "backup.service");
+        assert_eq!(full_unit_name("user-1000.slice"), "user-1000.slice");
+        assert_eq!(full_unit_name("db.nightly"), "db.nightly.service");
+    }
 
     #[test]
     fn unit_names() {
