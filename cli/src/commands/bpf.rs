@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::exit_codes::ExitCode;
 use crate::output::warn;
 use crate::settings::Keepalive;
+use crate::systemd::install::install;
 use crate::systemd::quote;
 
 /// `kawrap bpf …`.
@@ -82,12 +83,8 @@ impl SystemdFiles {
         }
         let regenerate = format!("kawrap bpf systemd --unit {} …", self.unit);
         for (relative, body) in &self.files {
-            let path = unit_dir.join(relative);
-            if crate::systemd::write_unit_file(unit_dir, relative, body, force, &regenerate)? {
-                eprintln!("kawrap: wrote {}", path.display());
-            } else {
-                eprintln!("kawrap: {} already has this content", path.display());
-            }
+            let installed = install(unit_dir, relative, body, force, &regenerate)?;
+            eprintln!("kawrap: {}", installed.describe(&unit_dir.join(relative)));
         }
         eprintln!("kawrap: apply it with: systemctl daemon-reload && systemctl restart {}", self.unit);
         Ok(ExitCode::Success)

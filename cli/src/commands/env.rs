@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::exit_codes::ExitCode;
 use crate::library::{find_lib, preload_without};
 use crate::output::{shell_quote, warn, write_stdout};
-use crate::systemd::install::{Installed, install};
+use crate::systemd::install::install;
 use crate::systemd::unit::{self, UnitView};
 use crate::systemd::{DROP_IN_NAME, escape, unit_name};
 
@@ -62,13 +62,10 @@ pub fn run(args: &EnvArgs) -> Result<ExitCode, Error> {
         write_stdout(drop_in.text.as_bytes())?;
         return Ok(ExitCode::Success);
     };
-    let path = args.unit_dir.join(format!("{unit}.d")).join(DROP_IN_NAME);
-    let subdir = format!("{unit}.d");
+    let relative = format!("{unit}.d/{DROP_IN_NAME}");
     let regenerate = "kawrap env --systemd …";
-    match install(&args.unit_dir, Some(&subdir), DROP_IN_NAME, &drop_in.text, args.force, regenerate)? {
-        Installed::Written => eprintln!("kawrap: wrote {}", path.display()),
-        Installed::Unchanged => eprintln!("kawrap: {} already has this content", path.display()),
-    }
+    let installed = install(&args.unit_dir, &relative, &drop_in.text, args.force, regenerate)?;
+    eprintln!("kawrap: {}", installed.describe(&args.unit_dir.join(&relative)));
     eprintln!("kawrap: then run: systemctl daemon-reload");
     for line in taking_effect(&unit, view.oneshot) {
         eprintln!("kawrap: {line}");

@@ -31,17 +31,31 @@ pub enum Installed {
     Unchanged,
 }
 
-/// Writes `text` as `unit_dir/[SUBDIR/]NAME`, creating `unit_dir` and
-/// `SUBDIR` when missing. An existing file with other content is replaced
-/// only when `force`; the error says to compare it with `regenerate`.
+impl Installed {
+    /// What was done to the file at `path`, for a person.
+    pub fn describe(&self, path: &Path) -> String {
+        match self {
+            Installed::Written => format!("wrote {}", path.display()),
+            Installed::Unchanged => format!("{} already has this content", path.display()),
+        }
+    }
+}
+
+/// Writes `text` as `unit_dir/RELATIVE` (`NAME` or `SUBDIR/NAME`), creating
+/// `unit_dir` and `SUBDIR` when missing. An existing file with other
+/// content is replaced only when `force`; the error says to compare it
+/// with `regenerate`.
 pub fn install(
     unit_dir: &Path,
-    subdir: Option<&str>,
-    name: &str,
+    relative: &str,
     text: &str,
     force: bool,
     regenerate: &str,
 ) -> Result<Installed, Error> {
+    let (subdir, name) = match relative.rsplit_once('/') {
+        Some((subdir, name)) => (Some(subdir), name),
+        None => (None, relative),
+    };
     let dir_path = subdir.map_or_else(|| unit_dir.to_owned(), |subdir| unit_dir.join(subdir));
     let path = dir_path.join(name);
     if !unit_dir.exists() {
@@ -166,14 +180,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("backup.service.d/50-kawrap.conf");
         let install = |text: &str, force: bool| {
-            install(
-                dir.path(),
-                Some("backup.service.d"),
-                "50-kawrap.conf",
-                text,
-                force,
-                "kawrap env --systemd …",
-            )
+            install(dir.path(), "backup.service.d/50-kawrap.conf", text, force, "kawrap env --systemd …")
         };
         assert_eq!(install("one\n", false).unwrap(), Installed::Written);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "one\n");

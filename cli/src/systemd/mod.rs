@@ -5,8 +5,6 @@
 pub mod install;
 pub mod unit;
 
-use std::path::Path;
-
 use crate::error::Error;
 
 /// `kawrap env --systemd`'s drop-in: after most packages' own (which use
@@ -83,25 +81,6 @@ pub fn escape(text: &str, keep_specifiers: bool) -> String {
         }
     }
     escaped
-}
-
-/// Writes `text` as `unit_dir/RELATIVE` (`NAME` or `SUBDIR/NAME`) with
-/// [`install::install`]: `false` when the same content was already there.
-/// A different file stays unless `force`, and the error says to compare it
-/// with `regenerate`.
-pub fn write_unit_file(
-    unit_dir: &Path,
-    relative: &str,
-    text: &str,
-    force: bool,
-    regenerate: &str,
-) -> Result<bool, Error> {
-    let (subdir, name) = match relative.rsplit_once('/') {
-        Some((subdir, name)) => (Some(subdir), name),
-        None => (None, relative),
-    };
-    let installed = install::install(unit_dir, subdir, name, text, force, regenerate)?;
-    Ok(installed == install::Installed::Written)
 }
 
 #[cfg(test)]
