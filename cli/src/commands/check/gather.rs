@@ -22,7 +22,7 @@ use crate::error::Error;
 use crate::sockets::netns::{Netns, NetnsId};
 use crate::sockets::owners::{self, Owner, OwnerMap};
 use crate::sockets::remote::{self, AccessError, KeepaliveOptions, Pidfd};
-use crate::sockets::{self, Listing, Source, TcpSocket};
+use crate::sockets::{self, Listing, Source, TcpSocket, TcpState, Timer};
 use crate::{bpf_mode, processes};
 
 /// Which sockets to keep, besides the process selection.
@@ -82,6 +82,40 @@ pub struct Row {
     pub owners: Vec<Owner>,
     /// getsockopt on a copy, or why there is none.
     pub options: Result<KeepaliveOptions, Unread>,
+}
+
+/// What `--expect` and `--keep-under` can judge an established socket by.
+#[derive(Debug)]
+pub enum Evidence<'a> {
+    /// Its options, read from a copy, and the kernel's timer.
+    Options(&'a KeepaliveOptions, Option<Timer>),
+    /// The kernel's timer alone: the socket was listed, but no copy of it
+    /// may be taken (or no process holds it); the reason is why.
+    Timer(Option<Timer>, &'a str),
+    /// Nothing: not found, or its options unreadable for a reason the
+    /// timer cannot make up for. The text says which, and why.
+    Nothing(String),
+}
+
+impl Row {
+    /// What this socket can be judged by; `None` for one that is not
+    /// established, which is not judged.
+    pub fn evidence(&self) -> Option<Evidence<'_>> {
+        let Some(socket) = &self.socket else {
+            return Some(Evidence::Nothing(format!("not found: {}", self.options.as_ref().err()?.reason())));
+        };
+        if socket.state != TcpState::ESTABLISHED {
+            return None;
+        }
+        Some(match &self.options {
+            Ok(options) => Evidence::Options(options, socket.timer),
+            // Listed, so the kernel's timer is known.
+            Err(unread @ (Unread::NoOwner | Unread::Denied(_))) if self.listed_by.is_some() => {
+                Evidence::Timer(socket.timer, unread.reason())
+            }
+            Err(unread) => Evidence::Nothing(format!("options not readable: {}", unread.reason())),
+        })
+    }
 }
 
 /// Whether kawrap reaches a process.
@@ -420,12 +454,12 @@ fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
 #[cfg(test)]
 pub fn established_row(
     options: Result<KeepaliveOptions, Unread>,
-    timer: Option<crate::sockets::Timer>,
+    timer: Option<Timer>,
     owners: Vec<Owner>,
 ) -> Row {
     Row {
         socket: Some(TcpSocket {
-            state: crate::sockets::TcpState::ESTABLISHED,
+            state: TcpState::ESTABLISHED,
             local: "127.0.0.1:40000".parse().unwrap(),
             remote: "127.0.0.1:5432".parse().unwrap(),
             timer,

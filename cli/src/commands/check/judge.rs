@@ -11,9 +11,9 @@ use std::time::Duration;
 use kawrap_core::KeepaliveProfile;
 use serde::Serialize;
 
-use super::gather::{Row, Unread};
+use super::gather::{Evidence, Row};
 use crate::sockets::remote::KeepaliveOptions;
-use crate::sockets::{TcpState, Timer, ss_duration};
+use crate::sockets::{Timer, ss_duration};
 
 /// What `--expect` made of one socket.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,18 +67,10 @@ pub fn judge(rows: &[Row], profile: &KeepaliveProfile) -> (Verdict, Vec<Option<J
 }
 
 fn judge_one(row: &Row, profile: &KeepaliveProfile) -> Option<Judgement> {
-    let Some(socket) = &row.socket else {
-        return Some(Judgement::NotJudged(format!("not found: {}", row.options.as_ref().err()?.reason())));
-    };
-    if socket.state != TcpState::ESTABLISHED {
-        return None;
-    }
-    Some(match &row.options {
-        Ok(options) => Judgement::Judged(problems(Some(options), socket.timer, profile)),
-        Err(Unread::NoOwner | Unread::Denied(_)) if row.listed_by.is_some() => {
-            Judgement::Judged(problems(None, socket.timer, profile))
-        }
-        Err(unread) => Judgement::NotJudged(format!("options not readable: {}", unread.reason())),
+    Some(match row.evidence()? {
+        Evidence::Options(options, timer) => Judgement::Judged(problems(Some(options), timer, profile)),
+        Evidence::Timer(timer, _) => Judgement::Judged(problems(None, timer, profile)),
+        Evidence::Nothing(why) => Judgement::NotJudged(why),
     })
 }
 
@@ -114,7 +106,8 @@ mod tests {
     use std::net::SocketAddr;
 
     use super::*;
-    use crate::sockets::{Source, TcpSocket};
+    use crate::commands::check::gather::Unread;
+    use crate::sockets::{Source, TcpSocket, TcpState};
 
     fn options(keepalive: bool, idle: u32, intvl: u32, cnt: u32, ut: u32) -> KeepaliveOptions {
         KeepaliveOptions { keepalive, idle_secs: idle, interval_secs: intvl, count: cnt, user_timeout_ms: ut }

@@ -6,9 +6,8 @@
 use kawrap_core::IdleTimeout;
 use serde::Serialize;
 
-use super::gather::{Row, Unread};
+use super::gather::{Evidence, Row};
 use crate::middlebox::{self, Verdict};
-use crate::sockets::TcpState;
 
 /// The outcome of `--keep-under`, in numbers.
 #[derive(Debug, Serialize)]
@@ -62,19 +61,10 @@ pub fn judge(rows: &[Row], timeout: IdleTimeout) -> Judged {
 }
 
 fn judge_one(row: &Row, timeout: IdleTimeout) -> Option<Verdict> {
-    let Some(socket) = &row.socket else {
-        return Some(Verdict::Unknown(format!("not found: {}", row.options.as_ref().err()?.reason())));
-    };
-    if socket.state != TcpState::ESTABLISHED {
-        return None;
-    }
-    Some(match &row.options {
-        Ok(options) => middlebox::judge(Ok(options), socket.timer, timeout),
-        // Listed, so the kernel's timer is known.
-        Err(unread @ (Unread::NoOwner | Unread::Denied(_))) if row.listed_by.is_some() => {
-            middlebox::judge(Err(unread.reason()), socket.timer, timeout)
-        }
-        Err(unread) => Verdict::Unknown(format!("options not readable: {}", unread.reason())),
+    Some(match row.evidence()? {
+        Evidence::Options(options, timer) => middlebox::judge(Ok(options), timer, timeout),
+        Evidence::Timer(timer, unreadable) => middlebox::judge(Err(unreadable), timer, timeout),
+        Evidence::Nothing(why) => Verdict::Unknown(why),
     })
 }
 
@@ -83,9 +73,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::commands::check::gather::established_row;
+    use crate::commands::check::gather::{Unread, established_row};
     use crate::sockets::remote::KeepaliveOptions;
-    use crate::sockets::{Source, Timer};
+    use crate::sockets::{Source, TcpState, Timer};
 
     fn row(
         state: TcpState,
