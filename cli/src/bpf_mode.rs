@@ -147,51 +147,80 @@ pub fn not_built() -> Error {
     }
 }
 
-/// Which of `pids` an eBPF attachment of kawrap covers: those whose cgroup
-/// v2 is an attached cgroup or below one (`kawrap --bpf`, `kawrap bpf
-/// attach`, a pinned copy systemd attaches), as `kawrap bpf status` finds
-/// them. `Err` says why it cannot be told (not root, a kawrap without the
-/// mode).
-#[cfg(feature = "bpf")]
-pub fn covered_processes(pids: &[u32]) -> Result<HashSet<u32>, String> {
-    use std::os::unix::fs::MetadataExt;
-
-    // Without cgroup v2 there can be no attachment, and nothing to mount
-    // to look for one.
-    let mounts =
-        std::fs::read_to_string("/proc/self/mounts").map_err(|e| format!("/proc/self/mounts: {e}"))?;
-    if !mounts.lines().any(|line| line.split(' ').nth(2) == Some("cgroup2")) {
-        return Ok(HashSet::new());
-    }
-    let host = kawrap_bpf::Host::open().map_err(|error| error.to_string())?;
-    let status = host.status().map_err(|error| error.to_string())?;
-    // A cgroup's id is the inode of its directory.
-    let attached: HashSet<u64> = status.attachments.iter().map(|a| a.cgroup_id).collect();
-    if attached.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let root = host.cgroup2_root();
-    let covered = |relative: &str| {
-        let mut dir = root.join(relative.trim_start_matches('/'));
-        loop {
-            if std::fs::metadata(&dir).is_ok_and(|meta| attached.contains(&meta.ino())) {
-                return true;
-            }
-            if dir == root || !dir.pop() {
-                return false;
-            }
-        }
-    };
-    Ok(pids
-        .iter()
-        .copied()
-        .filter(|&pid| crate::processes::cgroup2(pid).is_some_and(|c| covered(&c)))
-        .collect())
+/// kawrap's eBPF attachments, asked of the kernel at most once (a walk of
+/// every cgroup), however many parts of `kawrap check` want them: its
+/// KAWRAP column and its metrics.
+#[derive(Default)]
+pub struct Attachments {
+    #[cfg(feature = "bpf")]
+    read: std::cell::OnceCell<Result<(kawrap_bpf::Host, kawrap_bpf::Status), String>>,
 }
 
-/// Which of `pids` an eBPF attachment of kawrap covers: unknown to a kawrap
-/// built without the mode.
+#[cfg(feature = "bpf")]
+impl Attachments {
+    /// The host and its status, or why they cannot be read (not root, no
+    /// cgroup v2…).
+    fn read(&self) -> Result<&(kawrap_bpf::Host, kawrap_bpf::Status), &str> {
+        let read = self.read.get_or_init(|| {
+            let host = kawrap_bpf::Host::open().map_err(|error| error.to_string())?;
+            let status = host.status().map_err(|error| error.to_string())?;
+            Ok((host, status))
+        });
+        read.as_ref().map_err(String::as_str)
+    }
+
+    /// Every cgroup kawrap's programs are attached to, or why that cannot
+    /// be read.
+    pub fn status(&self) -> Result<&kawrap_bpf::Status, &str> {
+        self.read().map(|(_, status)| status)
+    }
+
+    /// Which of `pids` an eBPF attachment of kawrap covers: those whose
+    /// cgroup v2 is an attached cgroup or below one (`kawrap --bpf`, `kawrap
+    /// bpf attach`, a pinned copy systemd attaches), as `kawrap bpf status`
+    /// finds them. `Err` says why it cannot be told (not root, a kawrap
+    /// without the mode).
+    pub fn covered_processes(&self, pids: &[u32]) -> Result<HashSet<u32>, String> {
+        use std::os::unix::fs::MetadataExt;
+
+        // Without cgroup v2 there can be no attachment, and nothing to mount
+        // to look for one.
+        let mounts =
+            std::fs::read_to_string("/proc/self/mounts").map_err(|e| format!("/proc/self/mounts: {e}"))?;
+        if !mounts.lines().any(|line| line.split(' ').nth(2) == Some("cgroup2")) {
+            return Ok(HashSet::new());
+        }
+        let (host, status) = self.read()?;
+        // A cgroup's id is the inode of its directory.
+        let attached: HashSet<u64> = status.attachments.iter().map(|a| a.cgroup_id).collect();
+        if attached.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let root = host.cgroup2_root();
+        let covered = |relative: &str| {
+            let mut dir = root.join(relative.trim_start_matches('/'));
+            loop {
+                if std::fs::metadata(&dir).is_ok_and(|meta| attached.contains(&meta.ino())) {
+                    return true;
+                }
+                if dir == root || !dir.pop() {
+                    return false;
+                }
+            }
+        };
+        Ok(pids
+            .iter()
+            .copied()
+            .filter(|&pid| crate::processes::cgroup2(pid).is_some_and(|c| covered(&c)))
+            .collect())
+    }
+}
+
 #[cfg(not(feature = "bpf"))]
-pub fn covered_processes(_: &[u32]) -> Result<HashSet<u32>, String> {
-    Err("this kawrap was built without the eBPF mode".to_owned())
+impl Attachments {
+    /// Which of `pids` an eBPF attachment of kawrap covers: unknown to a
+    /// kawrap built without the mode.
+    pub fn covered_processes(&self, _: &[u32]) -> Result<HashSet<u32>, String> {
+        Err("this kawrap was built without the eBPF mode".to_owned())
+    }
 }

@@ -18,12 +18,13 @@ use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 
+use crate::bpf_mode::Attachments;
 use crate::error::Error;
+use crate::processes;
 use crate::sockets::netns::{Netns, NetnsId};
 use crate::sockets::owners::{self, Owner, OwnerMap};
 use crate::sockets::remote::{self, AccessError, KeepaliveOptions, Pidfd};
 use crate::sockets::{self, Listing, Source, TcpSocket, TcpState, Timer};
-use crate::{bpf_mode, processes};
 
 /// Which sockets to keep, besides the process selection.
 #[derive(Debug, Default)]
@@ -143,7 +144,11 @@ pub struct Gathered {
 
 /// Finds and reads the sockets: of `selected` processes, or all of our
 /// network namespace.
-pub fn gather(selected: Option<&[u32]>, filter: &Filter) -> Result<Gathered, Error> {
+pub fn gather(
+    selected: Option<&[u32]>,
+    filter: &Filter,
+    attachments: &Attachments,
+) -> Result<Gathered, Error> {
     // Owners first: a --pid that does not exist, or may not be looked
     // into, fails here with its own reason, before any listing is tried.
     let (owner_map, unreadable) = owners::scan(selected).map_err(|(pid, error)| match pid {
@@ -201,7 +206,7 @@ pub fn gather(selected: Option<&[u32]>, filter: &Filter) -> Result<Gathered, Err
     if let Some(reason) = &listings.fallback_reason {
         notes.push(format!("read from {} (sock_diag unavailable: {reason})", Source::ProcNet.name()));
     }
-    let (loaded, bpf_unknown) = loaded(&rows);
+    let (loaded, bpf_unknown) = loaded(&rows, attachments);
     if let Some(reason) = bpf_unknown.filter(|_| !rows.is_empty()) {
         notes.push(format!("whether kawrap's eBPF mode covers these processes is unknown: {reason}"));
     }
@@ -366,12 +371,12 @@ fn locate(row: &mut Row, copy: &File, listings: &mut Listings) {
 
 /// Whether kawrap is loaded in each owning process, and why eBPF coverage
 /// is unknown, if it is.
-fn loaded(rows: &[Row]) -> (HashMap<u32, Loaded>, Option<String>) {
+fn loaded(rows: &[Row], attachments: &Attachments) -> (HashMap<u32, Loaded>, Option<String>) {
     let pids: HashSet<u32> = rows.iter().flat_map(|row| row.owners.iter().map(|o| o.pid)).collect();
     if pids.is_empty() {
         return (HashMap::new(), None);
     }
-    let covered = bpf_mode::covered_processes(&pids.iter().copied().collect::<Vec<_>>());
+    let covered = attachments.covered_processes(&pids.iter().copied().collect::<Vec<_>>());
     let loaded = pids
         .into_iter()
         .map(|pid| {

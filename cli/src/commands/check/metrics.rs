@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 use super::gather::{Gathered, Row};
 use super::keep_under::Judged;
+use crate::bpf_mode::Attachments;
 use crate::middlebox::Verdict;
 use crate::output::prometheus::{Exposition, Family, Kind};
 use crate::sockets::{TcpState, Timer};
@@ -23,7 +24,12 @@ const VERDICTS: [&str; 3] = ["dropped", "kept", "unknown"];
 
 /// The exposition for the selected sockets (and the eBPF attachments);
 /// `notes`, what a person should know, as comments.
-pub fn render(gathered: &Gathered, notes: &[String], keep_under: Option<&Judged>) -> String {
+pub fn render(
+    gathered: &Gathered,
+    notes: &[String],
+    keep_under: Option<&Judged>,
+    attachments: &Attachments,
+) -> String {
     let mut out = Exposition::default();
     out.comment("kawrap check: TCP keepalive of this host's established sockets (kawrap profiles, kawrap check --help)");
     for note in notes {
@@ -40,7 +46,7 @@ pub fn render(gathered: &Gathered, notes: &[String], keep_under: Option<&Judged>
     if let Some(judged) = keep_under {
         keep_under_families(&mut out, &gathered.rows, judged);
     }
-    bpf::families(&mut out);
+    bpf::families(&mut out, attachments);
     out.into_text()
 }
 
@@ -136,13 +142,12 @@ fn keep_under_families(out: &mut Exposition, rows: &[Row], judged: &Judged) {
 mod bpf {
     use kawrap_bpf::{AttachedBy, Attachment};
 
-    use crate::bpf_mode::host;
+    use crate::bpf_mode::Attachments;
     use crate::output::prometheus::{Exposition, Family, Kind};
 
     /// kawrap's eBPF attachments and their counters.
-    pub fn families(out: &mut Exposition) {
-        let status = host().and_then(|host| host.status().map_err(crate::bpf_mode::refused));
-        match status {
+    pub fn families(out: &mut Exposition, attachments: &Attachments) {
+        match attachments.status() {
             Ok(status) => push(out, &status.attachments),
             Err(error) => out
                 .comment(&format!("no kawrap_bpf_* series: the eBPF attachments could not be read: {error}")),
@@ -211,10 +216,11 @@ mod bpf {
 
 #[cfg(not(feature = "bpf"))]
 mod bpf {
+    use crate::bpf_mode::Attachments;
     use crate::output::prometheus::Exposition;
 
     /// No eBPF mode in this build: a comment says so.
-    pub fn families(out: &mut Exposition) {
+    pub fn families(out: &mut Exposition, _: &Attachments) {
         out.comment(
             "no kawrap_bpf_* series: this kawrap was built without the eBPF mode (cargo feature bpf)",
         );
@@ -270,7 +276,7 @@ mod tests {
             row("curl", None, retransmit),
             copied_only,
         ]);
-        let text = render(&gathered, &["a note\nover two lines".to_owned()], None);
+        let text = render(&gathered, &["a note\nover two lines".to_owned()], None, &Attachments::default());
         let samples = samples(&text);
         for expected in [
             r#"kawrap_tcp_established_sockets{keepalive="off"} 2"#,
@@ -293,7 +299,7 @@ mod tests {
     #[cfg(not(feature = "bpf"))]
     #[test]
     fn without_the_ebpf_mode_a_comment_says_why_its_series_are_missing() {
-        let text = render(&gathered(Vec::new()), &[], None);
+        let text = render(&gathered(Vec::new()), &[], None, &Attachments::default());
         assert!(
             text.contains("\n# no kawrap_bpf_* series: this kawrap was built without the eBPF mode"),
             "{text}"
@@ -310,7 +316,7 @@ mod tests {
             row("c", None, Some(Timer::Keepalive(Duration::from_secs(100)))),
         ]);
         let judged = keep_under::judge(&gathered.rows, IdleTimeout::from_secs(240).unwrap());
-        let text = render(&gathered, &[], Some(&judged));
+        let text = render(&gathered, &[], Some(&judged), &Attachments::default());
         let samples = samples(&text);
         for expected in [
             r#"kawrap_keep_under_sockets{idle_timeout_seconds="240",verdict="dropped"} 2"#,

@@ -15,6 +15,7 @@ mod render;
 
 use crate::args::check::{CheckArgs, Format};
 use crate::atomic_file::write_atomically;
+use crate::bpf_mode::Attachments;
 use crate::error::Error;
 use crate::exit_codes::ExitCode;
 use crate::middlebox;
@@ -29,7 +30,9 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, Error> {
     let keep_under = args.keep_under.as_deref().map(middlebox::resolve).transpose()?;
     let filter = Filter { port: args.port, dst: args.dst.as_deref().map(Network::parse).transpose()? };
     let selected = select(args)?;
-    let gathered = gather::gather(selected.as_ref().map(|s| s.pids.as_slice()), &filter)?;
+    // Read once, for the KAWRAP column and the metrics alike.
+    let attachments = Attachments::default();
+    let gathered = gather::gather(selected.as_ref().map(|s| s.pids.as_slice()), &filter, &attachments)?;
 
     let mut notes = selected.as_ref().map(|s| s.notes.clone()).unwrap_or_default();
     notes.extend(gathered.notes.iter().cloned());
@@ -45,7 +48,7 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode, Error> {
     let text = match args.format() {
         Format::Table => render::table(&gathered, &notes, expectation.as_ref(), under.as_ref()),
         Format::Json => render::json(&gathered, &notes, expectation.as_ref(), under.as_ref()),
-        Format::Prometheus => metrics::render(&gathered, &notes, under.as_ref()),
+        Format::Prometheus => metrics::render(&gathered, &notes, under.as_ref(), &attachments),
     };
     match &args.output {
         Some(path) => write_atomically(path, text.as_bytes(), 0o644)
