@@ -24,15 +24,17 @@ mod reach;
 mod selection;
 
 // Finding libkawrap.so and COMMAND, opening the --log file, the kernel's
-// view of TCP sockets, systemd units, profile names (profiles.toml), and
-// writing for people.
+// view of TCP sockets, systemd units, profile names (profiles.toml).
 mod library;
 mod log_file;
-mod output;
 mod program;
 mod sockets;
 mod systemd;
 mod user_profiles;
+
+// Writing for people: stdout, columns, shell quoting, printable names,
+// warnings; the Prometheus text format.
+mod output;
 
 // What /proc says about a process: its name, threads, parents, cgroups.
 mod processes;
