@@ -117,8 +117,6 @@ struct Entry {
 }
 
 impl Entry {
-    /// The profile this entry defines as `name` in `path`, or where in the
-    /// file (a byte offset) and why it is not one.
     /// The profile this entry, at byte offset `at`, defines as `name` in
     /// `path`, or where in the file (a byte offset) and why it is not one.
     fn into_profile(self, at: usize, name: &str, path: &Path) -> Result<UserProfile, (usize, String)> {

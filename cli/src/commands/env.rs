@@ -272,7 +272,6 @@ fn taking_effect(unit: &str, oneshot: Option<bool>) -> Vec<String> {
     }
 }
 
-/// The command that checks the service's live sockets against the profile.
 /// How to check the service's live sockets against the profile, as comment
 /// lines. Each of its processes is checked on its own: for `ExecStart=sh -c
 /// 'pg_dump …'` the sockets are pg_dump's, not the shell's (the main PID).
