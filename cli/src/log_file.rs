@@ -13,12 +13,13 @@
 //!   cannot hang the launcher.
 use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::fs::{File, FileType, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{Error, describe};
+use crate::permissions::file_kind;
 
 /// How many links one path may go through, as the kernel allows (MAXSYMLINKS).
 const MAX_LINKS: usize = 40;
@@ -37,7 +38,7 @@ pub fn open_for_append(path: &Path) -> Result<File, Error> {
     }
     match std::fs::symlink_metadata(path) {
         Ok(meta) if !meta.file_type().is_file() => {
-            return Err(refuse(not_regular(kind_name(meta.file_type()))));
+            return Err(refuse(not_regular(file_kind(meta.file_type()))));
         }
         _ => {}
     }
@@ -56,7 +57,7 @@ pub fn open_for_append(path: &Path) -> Result<File, Error> {
     let meta =
         file.metadata().map_err(|error| Error::io(format!("--log: fstat {}", path.display()), error))?;
     if !meta.file_type().is_file() {
-        return Err(refuse(not_regular(kind_name(meta.file_type()))));
+        return Err(refuse(not_regular(file_kind(meta.file_type()))));
     }
     Ok(file)
 }
@@ -64,25 +65,6 @@ pub fn open_for_append(path: &Path) -> Result<File, Error> {
 /// `not a regular file (a FIFO); …`.
 fn not_regular(kind: &str) -> String {
     format!("not a regular file ({kind}); the shim writes only to regular files")
-}
-
-/// A file type as a phrase.
-fn kind_name(kind: FileType) -> &'static str {
-    if kind.is_symlink() {
-        "a symbolic link"
-    } else if kind.is_dir() {
-        "a directory"
-    } else if kind.is_fifo() {
-        "a FIFO"
-    } else if kind.is_char_device() {
-        "a character device"
-    } else if kind.is_block_device() {
-        "a block device"
-    } else if kind.is_socket() {
-        "a socket"
-    } else {
-        "not a file"
-    }
 }
 
 /// Follows the absolute directory `dir` component by component, as the

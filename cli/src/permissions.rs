@@ -1,8 +1,9 @@
 //! Who may change a file: what root checks before it trusts a file (a
 //! profile file it reads, a directory it writes a unit drop-in into), as
-//! sudo and sshd do.
-use std::fs::Metadata;
-use std::os::unix::fs::MetadataExt;
+//! sudo and sshd do; and what a file is, for refusing one that is not a
+//! regular file.
+use std::fs::{FileType, Metadata};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 /// Writable by others than its owner and root: by "other", or by a group
 /// other than root's.
@@ -20,4 +21,23 @@ pub fn mode_text(metadata: &Metadata) -> String {
 pub fn running_as_root() -> bool {
     // SAFETY: geteuid(2) cannot fail and touches no memory.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// What a file is, as a phrase for a message: `a FIFO`, `a directory`…
+pub fn file_kind(kind: FileType) -> &'static str {
+    if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
+    }
 }

@@ -34,7 +34,7 @@ use toml::Spanned;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use crate::error::{Error, describe};
-use crate::permissions::{mode_text, running_as_root, writable_by_others};
+use crate::permissions::{file_kind, mode_text, running_as_root, writable_by_others};
 
 /// The system-wide file.
 pub const SYSTEM_FILE: &str = "/etc/kawrap/profiles.toml";
@@ -271,7 +271,10 @@ fn read_file(path: &Path) -> Result<Option<String>, String> {
     };
     let metadata = file.metadata().map_err(|error| format!("cannot read: {}", describe(&error)))?;
     if !metadata.is_file() {
-        return Err(format!("not a regular file ({}); kawrap reads profiles only from one", kind(&metadata)));
+        return Err(format!(
+            "not a regular file ({}); kawrap reads profiles only from one",
+            file_kind(metadata.file_type())
+        ));
     }
     if metadata.len() > MAX_FILE_BYTES {
         return Err(format!(
@@ -321,23 +324,6 @@ fn trusted_by_root(path: &Path, metadata: &Metadata) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// What kind of file this is, for a message.
-fn kind(metadata: &Metadata) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    let file_type = metadata.file_type();
-    if file_type.is_dir() {
-        "a directory"
-    } else if file_type.is_fifo() {
-        "a FIFO"
-    } else if file_type.is_socket() {
-        "a socket"
-    } else if file_type.is_char_device() || file_type.is_block_device() {
-        "a device"
-    } else {
-        "not a file"
-    }
 }
 
 /// Parses one file's text: the usable profiles, and every problem, each
