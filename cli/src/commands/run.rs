@@ -82,11 +82,13 @@ fn find_program(name: &OsStr) -> Result<PathBuf, Error> {
             ));
             Error::CommandNotFound { name, reason, hint }
         }
-        Error::CommandNotFound { name, reason, .. }
-            if !name.contains('/') && args::similar_subcommand(&name).is_some() =>
-        {
-            let meant = args::similar_subcommand(&name).unwrap_or_default();
-            let hint = format!("did you mean `kawrap {meant}`? (there is no program `{name}` in PATH either)");
+        Error::CommandNotFound { name, reason, hint } if !name.contains('/') => {
+            let hint = match args::similar_subcommand(&name) {
+                Some(meant) => {
+                    format!("did you mean `kawrap {meant}`? (there is no program `{name}` in PATH either)")
+                }
+                None => hint,
+            };
             Error::CommandNotFound { name, reason, hint }
         }
         error => error,
