@@ -221,6 +221,6 @@ impl Attachments {
     /// Which of `pids` an eBPF attachment of kawrap covers: unknown to a
     /// kawrap built without the mode.
     pub fn covered_processes(&self, _: &[u32]) -> Result<HashSet<u32>, String> {
-        Err("this kawrap was built without the eBPF mode".to_owned())
+        Err(not_built().to_string())
     }
 }
