@@ -115,7 +115,7 @@ pub fn launch(_: &Config, _: &OsString, _: &Path, _: &[OsString], _: bool) -> Re
 
 /// `reused from /sys/fs/bpf/kawrap/programs/…`, or `loaded and verified in 42 ms, kept in …`.
 #[cfg(feature = "bpf")]
-pub fn describe_origin(origin: &kawrap_bpf::Origin) -> String {
+fn describe_origin(origin: &kawrap_bpf::Origin) -> String {
     match origin {
         kawrap_bpf::Origin::Reused(dir) => format!("reused from {}", dir.display()),
         kawrap_bpf::Origin::Loaded { took, kept } => {

@@ -92,7 +92,7 @@ impl Selected {
 /// Checks that `pid` names a running process. A thread id is refused with
 /// its process named; `suggest` says how to name the process instead (for
 /// `check`, `--pid P`; for `attach`, `kawrap attach P`).
-pub fn require_process(pid: u32, suggest: &dyn Fn(u32) -> String) -> Result<(), Error> {
+fn require_process(pid: u32, suggest: &dyn Fn(u32) -> String) -> Result<(), Error> {
     match processes::identify(pid) {
         Ok(Identity::Process) => Ok(()),
         Ok(Identity::Thread { tgid }) => Err(Error::Invalid {

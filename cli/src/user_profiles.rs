@@ -328,7 +328,7 @@ fn trusted_by_root(path: &Path, metadata: &Metadata) -> Result<(), String> {
 
 /// Parses one file's text: the usable profiles, and every problem, each
 /// with its line and the entry it is in.
-pub fn parse_file(path: &Path, text: &str) -> (Vec<UserProfile>, Vec<Problem>) {
+fn parse_file(path: &Path, text: &str) -> (Vec<UserProfile>, Vec<Problem>) {
     let problem = |offset: usize, name: Option<&str>, reason: String| Problem {
         file: path.to_owned(),
         line: Some(line_of(text, offset)),

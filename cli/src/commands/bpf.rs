@@ -61,7 +61,7 @@ const DROP_IN_NAME: &str = "50-kawrap-bpf.conf";
 
 /// The two files `kawrap bpf systemd` writes: relative to the unit
 /// directory, and their text.
-pub struct SystemdFiles {
+struct SystemdFiles {
     unit: String,
     files: [(String, String); 2],
 }
@@ -100,7 +100,7 @@ fn pin_name(unit: &str) -> String {
 }
 
 /// The pin unit and the drop-in for `unit`.
-pub fn systemd_files(unit: &str, config: &Config) -> Result<SystemdFiles, Error> {
+fn systemd_files(unit: &str, config: &Config) -> Result<SystemdFiles, Error> {
     let name = pin_name(unit);
     let pinned = imp::pinned_path(&name)?;
     let kawrap = std::env::current_exe()

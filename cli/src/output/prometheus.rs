@@ -97,7 +97,7 @@ fn is_metric_name(name: &str) -> bool {
 }
 
 /// A label value: `\` → `\\`, `"` → `\"`, newline → `\n`.
-pub fn escape_label_value(value: &str) -> String {
+fn escape_label_value(value: &str) -> String {
     escape(value, true)
 }
 

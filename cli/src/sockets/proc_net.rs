@@ -38,7 +38,7 @@ fn clock_ticks() -> u64 {
 }
 
 /// Parses one line; `None` for a line in an unexpected format.
-pub fn parse_line(line: &str, ticks_per_sec: u64) -> Option<TcpSocket> {
+fn parse_line(line: &str, ticks_per_sec: u64) -> Option<TcpSocket> {
     let fields: Vec<&str> = line.split_whitespace().collect();
     if fields.len() < 10 {
         return None;
