@@ -1,10 +1,43 @@
 //! Running the release `kawrap` the way an operator does, and reading what
 //! it prints.
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// `kawrap ARGS…`, run to completion, without the test's own LD_PRELOAD.
 pub fn kawrap(args: &[&str]) -> Output {
     Command::new(crate::kawrap_bin()).args(args).env_remove("LD_PRELOAD").output().expect("run kawrap")
+}
+
+/// The arguments of setpriv(1) that run what follows as the user nobody:
+/// uid and gid 65534, no supplementary groups.
+pub const SETPRIV_NOBODY: [&str; 4] = ["--reuid=65534", "--regid=65534", "--clear-groups", "--"];
+
+/// A copy of the release `kawrap`, with `libkawrap.so` beside it where it
+/// looks first, in `dir` (made 0755): a kawrap other users may run, where
+/// the checkout may be under /root. Returns the copy of kawrap.
+///
+/// Copied by cp, not in-process: a parallel test's fork could otherwise
+/// inherit our write descriptor and make the exec fail with ETXTBSY.
+pub fn copy_for_other_users(dir: &Path) -> PathBuf {
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod 0755");
+    for artifact in [crate::kawrap_bin(), crate::shim_path()] {
+        let copied = Command::new("cp").arg(&artifact).arg(dir).status().expect("run cp");
+        assert!(copied.success(), "cp {} {}", artifact.display(), dir.display());
+    }
+    dir.join("kawrap")
+}
+
+/// `kawrap ARGS…` run as nobody (setpriv), from a [`copy_for_other_users`]
+/// in `dir`, to completion, without the test's own LD_PRELOAD.
+pub fn kawrap_as_nobody(dir: &Path, args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .args(SETPRIV_NOBODY)
+        .arg(copy_for_other_users(dir))
+        .args(args)
+        .env_remove("LD_PRELOAD")
+        .output()
+        .expect("run kawrap as nobody with setpriv")
 }
 
 /// Its standard output, as text.

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 use kawrap_integration::cgroup::TestCgroup;
-use kawrap_integration::cli::{describe, json, kawrap, may_copy_sockets, stdout};
+use kawrap_integration::cli::{describe, json, kawrap, kawrap_as_nobody, may_copy_sockets, stdout};
 use kawrap_integration::netns::{self, NetnsPair, SERVER_ADDR};
 use kawrap_integration::probe::{self, keepalive_socket};
 use kawrap_integration::process::{expect_line, expect_line_starting_with, spawn_with_lines};
@@ -105,18 +105,9 @@ fn without_root_a_socket_in_another_namespace_is_judged_from_its_copy() {
     let moved = Moved::start(&["drop:65534"]);
     let running = &moved.probe;
 
-    // kawrap where nobody may run it.
     let dir = kawrap_integration::temp_dir("nobody");
-    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
-    let copy = dir.path().join("kawrap");
-    std::fs::copy(kawrap_bin(), &copy).expect("copy kawrap");
-    let output = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(&copy)
-        .args(["check", "--pid", &running.pid.to_string(), "--expect", "2/1/3", "--json"])
-        .env_remove("LD_PRELOAD")
-        .output()
-        .expect("run kawrap as nobody");
+    let pid = running.pid.to_string();
+    let output = kawrap_as_nobody(dir.path(), &["check", "--pid", &pid, "--expect", "2/1/3", "--json"]);
     assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
     let report = json(&output);
     let hidden = socket_with_remote(&report, &format!("{SERVER_ADDR}:7000"));

@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use kawrap_integration::cgroup::TestCgroup;
-use kawrap_integration::cli::{describe, kawrap, may_copy_sockets};
+use kawrap_integration::cli::{describe, kawrap, kawrap_as_nobody, may_copy_sockets};
 use kawrap_integration::probe::{Run, kernel_default_line, options_line, prints};
 use kawrap_integration::process::{KillOnDrop, expect_line, spawn_with_lines};
 use kawrap_integration::servers::free_port;
@@ -180,13 +180,8 @@ fn check_keep_under_flags_exactly_the_sockets_a_box_would_drop() {
         return;
     }
     let dir = kawrap_integration::temp_dir("middlebox-nobody");
-    let copy = copy_for_nobody(dir.path());
-    let output = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(&copy)
-        .args(["check", "--port", &port.to_string(), "--keep-under", "240s"])
-        .output()
-        .expect("run setpriv");
+    let output =
+        kawrap_as_nobody(dir.path(), &["check", "--port", &port.to_string(), "--keep-under", "240s"]);
     assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     let by_timer: BTreeMap<String, &str> =
@@ -206,18 +201,6 @@ fn have(tool: &str) -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
-}
-
-/// A copy of kawrap that the user nobody can run (the checkout may be
-/// under /root).
-fn copy_for_nobody(dir: &Path) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let copy = dir.join("kawrap");
-    // With cp, not in-process: a parallel test's fork could otherwise
-    // inherit our write descriptor and make the exec fail with ETXTBSY.
-    assert!(Command::new("cp").arg(kawrap_bin()).arg(&copy).status().unwrap().success());
-    copy
 }
 
 // ---- node_exporter ----

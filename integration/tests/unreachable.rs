@@ -10,9 +10,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+use kawrap_integration::cli::{SETPRIV_NOBODY, copy_for_other_users};
 use kawrap_integration::clients::{self, hold};
 use kawrap_integration::servers::have_program;
-use kawrap_integration::{is_root, release_dir, skip_unless, temp_dir, without_kawrap_env};
+use kawrap_integration::{is_root, kawrap_bin, skip_unless, temp_dir, without_kawrap_env};
 
 const PROFILE: &str = "300/30/5";
 const PROFILE_LINE: &str = "keepalive=1 idle=300 intvl=30 cnt=5 ut=0";
@@ -72,16 +73,12 @@ fn assert_unreached(kawrap: &Path, start: Start<'_>, program: &Path, warning: &s
     assert_ne!(seen.options, [PROFILE_LINE], "{under:?} got the profile: the warning is false");
 }
 
-fn kawrap() -> std::path::PathBuf {
-    release_dir().join("kawrap")
-}
-
 #[test]
 fn static_programs_keep_the_kernels_settings() {
     let dir = temp_dir("unreached-static");
     for (name, flags) in [("static", &["-static"][..]), ("static-pie", &["-static-pie", "-fPIE"][..])] {
         let Some(program) = clients::c_client("cc", flags, dir.path(), name) else { return };
-        assert_unreached(&kawrap(), Start::default(), &program, "is statically linked");
+        assert_unreached(&kawrap_bin(), Start::default(), &program, "is statically linked");
     }
 }
 
@@ -93,7 +90,7 @@ fn go_programs_keep_their_own_settings() {
     for cgo in [false, true] {
         let name = if cgo { "go-cgo" } else { "go-static" };
         let Some(program) = clients::go_client(cgo, dir.path(), name) else { return };
-        assert_unreached(&kawrap(), Start::default(), &program, "is a Go program");
+        assert_unreached(&kawrap_bin(), Start::default(), &program, "is a Go program");
     }
 }
 
@@ -108,10 +105,10 @@ fn setuid_and_setgid_programs_keep_the_kernels_settings() {
     fs::copy(&program, &setgid).unwrap();
     std::os::unix::fs::chown(&program, Some(65534), None).unwrap();
     fs::set_permissions(&program, fs::Permissions::from_mode(0o4755)).unwrap();
-    assert_unreached(&kawrap(), Start::default(), &program, "is setuid: the loader ignores LD_PRELOAD");
+    assert_unreached(&kawrap_bin(), Start::default(), &program, "is setuid: the loader ignores LD_PRELOAD");
     std::os::unix::fs::chown(&setgid, None, Some(65534)).unwrap();
     fs::set_permissions(&setgid, fs::Permissions::from_mode(0o2755)).unwrap();
-    assert_unreached(&kawrap(), Start::default(), &setgid, "is setgid: the loader ignores LD_PRELOAD");
+    assert_unreached(&kawrap_bin(), Start::default(), &setgid, "is setgid: the loader ignores LD_PRELOAD");
 }
 
 #[test]
@@ -124,17 +121,14 @@ fn file_capabilities_keep_the_kernels_settings_for_a_caller_that_is_not_root() {
     }
     // Everything `nobody` runs sits in a directory it can reach.
     let dir = temp_dir("unreached-caps");
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let kawrap = copy_for_other_users(dir.path());
     let Some(program) = clients::c_client("cc", &[], dir.path(), "caps") else { return };
-    let kawrap = dir.path().join("kawrap");
-    fs::copy(release_dir().join("kawrap"), &kawrap).unwrap();
-    fs::copy(release_dir().join("libkawrap.so"), dir.path().join("libkawrap.so")).unwrap();
     let setcap = Command::new("setcap").arg("cap_net_raw+ep").arg(&program).status().unwrap();
     if skip_unless(setcap.success(), "this file system does not keep security.capability") {
         return;
     }
-    let nobody =
-        Start { outer: &["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--"], inner: &[] };
+    let outer: Vec<&str> = ["setpriv"].into_iter().chain(SETPRIV_NOBODY).collect();
+    let nobody = Start { outer: &outer, inner: &[] };
     assert_unreached(&kawrap, nobody, &program, "has file capabilities (security.capability)");
 }
 
@@ -155,6 +149,6 @@ fn sudo_and_doas_remove_the_preload() {
             continue;
         }
         let warning = format!("{wrapper} starts the program with a cleaned environment");
-        assert_unreached(&kawrap(), Start { outer: &[], inner: &[wrapper] }, &program, &warning);
+        assert_unreached(&kawrap_bin(), Start { outer: &[], inner: &[wrapper] }, &program, &warning);
     }
 }
