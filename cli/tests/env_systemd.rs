@@ -9,12 +9,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use testenv::{TestEnv, have, kawrap_bin, skip_unless};
-
-fn is_root() -> bool {
-    // SAFETY: geteuid(2) cannot fail and touches no memory.
-    unsafe { libc::geteuid() == 0 }
-}
+use testenv::{TestEnv, have, is_root, kawrap_bin, skip_unless};
 
 /// The `[Service]` body of a drop-in: its lines without the comments.
 fn body(text: &str) -> Vec<String> {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use testenv::{TestEnv, harmless_preload, have, kawrap_bin, skip_unless};
+use testenv::{TestEnv, harmless_preload, have, is_root, kawrap_bin, skip_unless};
 
 const NOBODY: u32 = 65534;
 
@@ -26,9 +26,7 @@ struct Setup {
 const VICTIM_TEXT: &str = "root's own file\n";
 
 fn setup() -> Option<Setup> {
-    // SAFETY: geteuid has no preconditions.
-    let root_user = unsafe { libc::geteuid() } == 0;
-    if !skip_unless(root_user && have("setpriv"), "needs root and setpriv (util-linux) to act as nobody") {
+    if !skip_unless(is_root() && have("setpriv"), "needs root and setpriv (util-linux) to act as nobody") {
         return None;
     }
     // Under /tmp: every directory above it must be searchable by nobody.

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use testenv::{TestEnv, skip_unless};
+use testenv::{TestEnv, is_root, skip_unless};
 
 /// A TestEnv whose XDG_CONFIG_HOME holds `profiles` as kawrap/profiles.toml,
 /// and that file's path.
@@ -19,11 +19,6 @@ fn with_profiles(profiles: &str) -> (TestEnv, String, String) {
     let config = env.root().join("config").to_string_lossy().into_owned();
     let file = format!("{config}/kawrap/profiles.toml");
     (env, config, file)
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid(2) cannot fail and touches no memory.
-    unsafe { libc::geteuid() == 0 }
 }
 
 #[test]

@@ -34,6 +34,12 @@ pub fn skip_unless(condition: bool, reason: &str) -> bool {
     condition
 }
 
+/// Whether the tests run as root (the effective user).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid(2) cannot fail and touches no memory.
+    unsafe { libc::geteuid() == 0 }
+}
+
 /// Whether `tool` is in PATH.
 pub fn have(tool: &str) -> bool {
     Command::new("sh")
