@@ -165,6 +165,11 @@ fn env_unset_keeps_other_preloads() {
     assert!(out.stdout().starts_with("unset LD_PRELOAD\n"), "{}", out.stdout());
     // Settings make no sense with --unset.
     env.kawrap().args(["env", "--unset", "--profile", "ssh"]).run().code(125);
+    env.kawrap()
+        .args(["env", "--unset", "--keep-under", "240s"])
+        .run()
+        .code(125)
+        .stderr_contains("'--unset' cannot be used with '--keep-under <TIMEOUT>'");
 }
 
 #[test]

@@ -21,7 +21,7 @@ pub struct EnvArgs {
     #[arg(
         long,
         help_heading = "Output",
-        conflicts_with_all = ["systemd", "profile", "rules", "policy", "user_timeout", "log"]
+        conflicts_with_all = ["systemd", "profile", "keep_under", "rules", "policy", "user_timeout", "log"]
     )]
     pub unset: bool,
 
