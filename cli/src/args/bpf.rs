@@ -91,7 +91,13 @@ pub enum BpfAction {
         #[arg(long, requires = "write", help_heading = "Output")]
         force: bool,
         /// Where system units go
-        #[arg(long, value_name = "DIR", default_value = SYSTEM_UNIT_DIR, help_heading = "Output")]
+        #[arg(
+            long,
+            value_name = "DIR",
+            default_value = SYSTEM_UNIT_DIR,
+            value_hint = clap::ValueHint::DirPath,
+            help_heading = "Output"
+        )]
         unit_dir: PathBuf,
     },
     /// List every cgroup kawrap's programs are attached to, with values and counters, and

@@ -24,7 +24,7 @@ pub struct CheckArgs {
 
     /// Only the sockets of the processes in this cgroup directory and below it
     /// (/sys/fs/cgroup/system.slice/backup.service)
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub cgroup: Option<PathBuf>,
 
     /// Only sockets with this port at either end

@@ -230,4 +230,18 @@ mod tests {
         );
         assert!(level(&levels, "kawrap bpf").subcommands.iter().any(|(name, _)| name == "status"));
     }
+
+    #[test]
+    fn every_directory_option_completes_directories() {
+        let levels = levels(&crate::args::command());
+        for (path, long) in [
+            ("kawrap check", "cgroup"),
+            ("kawrap env", "unit-dir"),
+            ("kawrap bpf attach", "cgroup"),
+            ("kawrap bpf detach", "cgroup"),
+            ("kawrap bpf systemd", "unit-dir"),
+        ] {
+            assert_eq!(option(level(&levels, path), long).value, Some(Values::Dirs), "{path} --{long}");
+        }
+    }
 }
