@@ -12,7 +12,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use crate::atomic_file::{mkdir_at, open_at, replace_in, set_mode};
@@ -58,10 +58,16 @@ pub fn install(
     };
     let dir_path = subdir.map_or_else(|| unit_dir.to_owned(), |subdir| unit_dir.join(subdir));
     let path = dir_path.join(name);
-    if !unit_dir.exists() {
+    let created = !unit_dir.exists();
+    if created {
         create_unit_dir(unit_dir)?;
     }
     let units = open_dir(None, unit_dir, unit_dir)?;
+    if created {
+        // Through the descriptor just checked, never by path again: a link
+        // swapped in meanwhile cannot redirect the chmod.
+        set_mode(&units, 0o755).map_err(|e| Error::io(format!("cannot chmod {}", unit_dir.display()), e))?;
+    }
     let dir = match subdir {
         None => units,
         Some(subdir) => match mkdir_at(&units, subdir) {
@@ -98,8 +104,10 @@ pub fn install(
 /// Creates a missing unit directory (as for `systemctl --user` units in
 /// `~/.config/systemd/user`), 0755.
 fn create_unit_dir(unit_dir: &Path) -> Result<(), Error> {
-    std::fs::create_dir_all(unit_dir)
-        .and_then(|()| std::fs::set_permissions(unit_dir, std::fs::Permissions::from_mode(0o755)))
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(unit_dir)
         .map_err(|error| Error::io(format!("cannot create {}", unit_dir.display()), error))
 }
 
