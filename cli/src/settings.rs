@@ -85,7 +85,7 @@ pub struct Keepalive {
 /// `--policy`: checked by kawrap-core (its message on error), and its
 /// values known to `--help` and the shell completions.
 #[derive(Clone, Copy, Debug)]
-struct PolicyParser;
+pub struct PolicyParser;
 
 impl clap::builder::TypedValueParser for PolicyParser {
     type Value = String;

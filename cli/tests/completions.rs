@@ -198,6 +198,7 @@ fn bash_completes_kawrap_values_not_file_names() {
         assert_eq!(bash("kawrap env --systemd -p sa"), ["satellite"]);
         assert_eq!(bash("kawrap check --expect rec"), ["recommended"]);
         assert_eq!(bash("kawrap --policy "), strings(&["respect", "force"]));
+        assert_eq!(bash("kawrap attach --policy "), strings(&["respect", "force"]));
         assert_eq!(bash("kawrap env --shell "), strings(&["sh", "bash", "zsh", "fish"]));
         assert!(all_pids(&bash("kawrap check --pid ")), "{:?}", bash("kawrap check --pid "));
         assert!(all_pids(&bash("kawrap attach -p ssh ")));
@@ -248,6 +249,7 @@ fn fish_completes_kawrap_values_and_the_command() {
     assert_eq!(fish("kawrap -p fi"), ["firewall"]);
     assert_eq!(fish("kawrap check --expect ni"), ["nightly"]);
     assert_eq!(fish("kawrap --policy "), strings(&["respect", "force"]));
+    assert_eq!(fish("kawrap attach --policy "), strings(&["respect", "force"]));
     assert_eq!(fish("kawrap env --shell "), strings(&["sh", "bash", "zsh", "fish"]));
     assert!(all_pids(&fish("kawrap check --pid ")), "{:?}", fish("kawrap check --pid "));
     assert!(all_pids(&fish("kawrap attach ")));

@@ -15,7 +15,7 @@ pub struct AttachArgs {
     /// namespace; no user timeout) was set by the program, and is left as it is; the others
     /// get the profile's. SO_KEEPALIVE is always turned on: a program's SO_KEEPALIVE=0
     /// cannot be told apart from never having turned it on.
-    #[arg(long, value_name = "POLICY", default_value = "respect")]
+    #[arg(long, value_name = "POLICY", default_value = "respect", value_parser = crate::settings::PolicyParser)]
     pub policy: String,
 
     /// Also the processes each PID started, and theirs (a shell running a pipeline, a

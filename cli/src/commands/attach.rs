@@ -100,12 +100,9 @@ struct Report<'a> {
 /// Runs `kawrap attach`.
 pub fn run(args: &AttachArgs) -> Result<ExitCode, Error> {
     let profile = crate::user_profiles::resolve_profile(&args.profile)?;
-    let policy = Policy::parse(&args.policy).map_err(|error| Error::Invalid {
-        message: error.to_string(),
-        hint:
-            "--policy respect keeps the keepalive values a program set itself; --policy force replaces them"
-                .to_owned(),
-    })?;
+    // Checked by clap already (settings::PolicyParser), as for the launcher.
+    let policy = Policy::parse(&args.policy)
+        .map_err(|error| Error::Invalid { message: error.to_string(), hint: String::new() })?;
     let mut selected = Selected::from_pids(&args.pids, &|pid| format!("kawrap attach {pid}"))?;
     if args.children {
         selected.add_descendants();
