@@ -8,6 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
+use crate::sys::c_path;
 
 /// Where kawrap mounts cgroup v2 for a moment when the system has not
 /// (cgroup v1-only hosts), and where it keeps its list of scopes.
@@ -70,11 +71,6 @@ fn filesystem_supported(name: &str) -> bool {
     fs::read_to_string("/proc/filesystems")
         .map(|text| text.lines().any(|line| line.split_whitespace().last() == Some(name)))
         .unwrap_or(false)
-}
-
-fn c_path(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
 
 fn mount(fstype: &str, point: &Path) -> io::Result<()> {

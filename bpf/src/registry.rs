@@ -14,6 +14,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::fs::{self as kfs, Cgroup2};
+use crate::sys;
 
 /// The registry directory.
 pub(crate) struct Registry {
@@ -68,7 +69,7 @@ impl Registry {
         file.write_all(relative.as_os_str().as_encoded_bytes())?;
         let path = self.dir.join(name);
         let from = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
-        let to = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
+        let to = sys::c_path(&path)?;
         // SAFETY: NUL-terminated paths; linkat only reads them.
         let rc = unsafe {
             libc::linkat(libc::AT_FDCWD, from.as_ptr(), libc::AT_FDCWD, to.as_ptr(), libc::AT_SYMLINK_FOLLOW)

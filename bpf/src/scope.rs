@@ -8,7 +8,6 @@
 //! descendants that outlive it stay covered. Whoever removes the empty
 //! cgroup detaches the programs with it: kawrap when the command ends, or
 //! the next kawrap for what a launcher left (see registry.rs).
-use std::ffi::CString;
 use std::fs;
 use std::io;
 use std::os::unix::process::CommandExt;
@@ -156,9 +155,7 @@ impl Scope<'_> {
     /// cgroup between fork and exec, so its first instruction already runs
     /// there, and every process it forks inherits the cgroup.
     pub fn spawn(&self, command: &mut Command) -> Result<Child, Error> {
-        let procs = self.dir.join("cgroup.procs");
-        let procs = CString::new(procs.as_os_str().as_encoded_bytes())
-            .map_err(|_| Error::io("cgroup path", io::Error::from(io::ErrorKind::InvalidInput)))?;
+        let procs = sys::c_path(&self.dir.join("cgroup.procs")).map_err(|e| Error::io("cgroup path", e))?;
         // SAFETY: the closure runs in the forked child before exec and only
         // makes async-signal-safe system calls (open, write, close) on
         // memory allocated before the fork.

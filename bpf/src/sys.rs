@@ -44,7 +44,9 @@ fn owned(fd: libc::c_long) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd as i32) }
 }
 
-fn c_path(path: &Path) -> io::Result<CString> {
+/// `path` as the NUL-terminated string system calls take; InvalidInput
+/// if it holds a NUL byte.
+pub(crate) fn c_path(path: &Path) -> io::Result<CString> {
     CString::new(path.as_os_str().as_encoded_bytes())
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
