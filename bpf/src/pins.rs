@@ -21,7 +21,6 @@
 //! BPF filesystem refuses names with a dot.
 use std::fs::{self, File};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -31,6 +30,7 @@ use kawrap_core::Config;
 use crate::error::Error;
 use crate::maps::{Kind, RawConfig};
 use crate::program::{self, BUILD, Programs, Variant};
+use crate::sys;
 
 const PROGRAMS: &str = "programs";
 const PINNED: &str = "pinned";
@@ -117,8 +117,7 @@ impl NewDir {
         let path = parent.join(name);
         fs::create_dir(&path).map_err(|e| io_error("create", &path, e))?;
         let lock = File::open(&path).map_err(|e| io_error("open", &path, e))?;
-        // SAFETY: flock on a descriptor we own.
-        unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+        let _ = sys::lock(&lock, true);
         Ok(NewDir { path, _lock: lock })
     }
 
@@ -146,8 +145,7 @@ fn remove_abandoned(parent: &Path) {
             continue;
         }
         let Ok(dir) = File::open(entry.path()) else { continue };
-        // SAFETY: flock on a descriptor we own.
-        if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        if sys::lock(&dir, false).is_ok() {
             let _ = program::remove_pin_dir(&entry.path());
         }
     }

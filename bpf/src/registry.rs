@@ -37,16 +37,6 @@ pub(crate) struct Listed {
     pub(crate) launcher_running: bool,
 }
 
-fn lock(file: &File, wait: bool) -> io::Result<()> {
-    let operation = if wait { libc::LOCK_EX } else { libc::LOCK_EX | libc::LOCK_NB };
-    // SAFETY: flock on a descriptor we own; no memory is passed.
-    if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 impl Registry {
     pub(crate) fn new() -> Registry {
         Registry { dir: Path::new(kfs::RUN_DIR).join("scopes") }
@@ -65,7 +55,7 @@ impl Registry {
             .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
             .mode(0o644)
             .open(&self.dir)?;
-        lock(&file, true)?;
+        sys::lock(&file, true)?;
         file.write_all(relative.as_os_str().as_encoded_bytes())?;
         let path = self.dir.join(name);
         let from = std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
@@ -89,7 +79,7 @@ impl Registry {
         for entry in entries.flatten() {
             let path = entry.path();
             let Ok(mut file) = File::open(&path) else { continue };
-            if lock(&file, false).is_err() {
+            if sys::lock(&file, false).is_err() {
                 continue; // its launcher runs
             }
             let mut relative = String::new();
@@ -118,7 +108,7 @@ impl Registry {
             if file.read_to_string(&mut relative).is_err() {
                 continue;
             }
-            let launcher_running = lock(&file, false).is_err();
+            let launcher_running = sys::lock(&file, false).is_err();
             listed
                 .push(Listed { relative: PathBuf::from(relative.trim_start_matches('/')), launcher_running });
         }

@@ -335,6 +335,19 @@ pub(crate) fn possible_cpus() -> usize {
     count.max(1)
 }
 
+/// Locks `file` (a file or a directory) exclusively with flock(2), until
+/// it is closed; `wait`: until the lock is free, else EWOULDBLOCK at once
+/// while another open file holds it.
+pub(crate) fn lock(file: &File, wait: bool) -> io::Result<()> {
+    let operation = if wait { libc::LOCK_EX } else { libc::LOCK_EX | libc::LOCK_NB };
+    // SAFETY: flock on a descriptor we own; no memory is passed.
+    if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Opens a cgroup directory for the attach and query commands.
 pub(crate) fn open_cgroup(dir: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
