@@ -276,22 +276,11 @@ impl Maps {
     }
 }
 
-/// Removes a directory of pins (files first); a missing one is fine.
+/// Removes a directory of pins and everything in it; a missing one is fine.
 pub(crate) fn remove_pin_dir(dir: &Path) -> io::Result<()> {
-    match fs::read_dir(dir) {
-        Ok(entries) => {
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    remove_pin_dir(&path)?;
-                } else {
-                    fs::remove_file(&path)?;
-                }
-            }
-            fs::remove_dir(dir)
-        }
+    match fs::remove_dir_all(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
+        other => other,
     }
 }
 
