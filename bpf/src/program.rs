@@ -166,7 +166,7 @@ impl Programs {
     pub(crate) fn open(dir: &Path) -> io::Result<Programs> {
         let get = |name: &str| sys::obj_get(&dir.join(name));
         let config = get(PIN_NAMES[2])?;
-        let variant = Maps::variant_of(&sys::map_info(config.as_fd())?.name)?;
+        let variant = Maps::variant_of(&sys::map_name(config.as_fd())?)?;
         Ok(Programs {
             programs: [get(PIN_NAMES[0])?, get(PIN_NAMES[1])?],
             maps: Maps { config, variant, stats: get(PIN_NAMES[3])? },
@@ -225,10 +225,10 @@ impl Maps {
         let (mut config, mut stats) = (None, None);
         for id in info.map_ids {
             let Ok(map) = sys::map_by_id(id) else { continue };
-            let Ok(map_info) = sys::map_info(map.as_fd()) else { continue };
-            if map_info.name == STATS_MAP {
+            let Ok(name) = sys::map_name(map.as_fd()) else { continue };
+            if name == STATS_MAP {
                 stats = Some(map);
-            } else if let Ok(variant) = Maps::variant_of(&map_info.name) {
+            } else if let Ok(variant) = Maps::variant_of(&name) {
                 config = Some((map, variant));
             }
         }

@@ -305,19 +305,11 @@ pub(crate) fn prog_info(program: BorrowedFd<'_>) -> io::Result<ProgInfo> {
     Ok(ProgInfo { id: info.id, name: name_of(&info.name), map_ids })
 }
 
-/// What kawrap needs to know about a map.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct MapInfo {
-    pub(crate) id: u32,
-    pub(crate) name: String,
-    pub(crate) value_size: u32,
-}
-
-/// A map's id, name and value size.
-pub(crate) fn map_info(map: BorrowedFd<'_>) -> io::Result<MapInfo> {
+/// A map's name, as given at load time (cut to 15 bytes by the kernel).
+pub(crate) fn map_name(map: BorrowedFd<'_>) -> io::Result<String> {
     let mut info = RawMapInfo::default();
     object_info(map, &mut info)?;
-    Ok(MapInfo { id: info.id, name: name_of(&info.name), value_size: info.value_size })
+    Ok(name_of(&info.name))
 }
 
 /// The number of possible CPUs: per-CPU maps hold one value for each.
