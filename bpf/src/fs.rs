@@ -26,10 +26,25 @@ struct Mount {
     fstype: String,
 }
 
-fn mounts() -> Result<Vec<Mount>, Error> {
-    let text =
-        fs::read_to_string("/proc/self/mountinfo").map_err(|e| Error::io("read /proc/self/mountinfo", e))?;
-    Ok(text.lines().filter_map(parse_mountinfo_line).collect())
+/// The mounts this process sees, as /proc/self/mountinfo lists them at the
+/// time it is read.
+pub(crate) struct Mounts(Vec<Mount>);
+
+impl Mounts {
+    pub(crate) fn read() -> Result<Mounts, Error> {
+        let text = fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| Error::io("read /proc/self/mountinfo", e))?;
+        Ok(Mounts(text.lines().filter_map(parse_mountinfo_line).collect()))
+    }
+
+    /// kawrap's directory on the mounted BPF filesystem (at /sys/fs/bpf if
+    /// one is mounted there, else the first one mounted anywhere); `None` if
+    /// no BPF filesystem is mounted.
+    pub(crate) fn pin_root(&self) -> Option<PathBuf> {
+        let bpf = || self.0.iter().filter(|m| m.fstype == "bpf");
+        let mounted = bpf().find(|m| m.point == Path::new(BPFFS)).or_else(|| bpf().next());
+        mounted.map(|m| m.point.join(PIN_DIR))
+    }
 }
 
 /// `36 35 98:0 /root /mnt/point rw,noatime master:1 - ext3 /dev/root rw`
@@ -96,9 +111,8 @@ pub(crate) struct Cgroup2 {
 impl Cgroup2 {
     /// The system's cgroup v2 mount (whole hierarchy, root `/`), or a
     /// private one when there is none.
-    pub(crate) fn find_or_mount() -> Result<Cgroup2, Error> {
-        let all = mounts()?;
-        if let Some(m) = all.iter().find(|m| m.fstype == "cgroup2" && m.root == "/") {
+    pub(crate) fn find_or_mount(mounts: &Mounts) -> Result<Cgroup2, Error> {
+        if let Some(m) = mounts.0.iter().find(|m| m.fstype == "cgroup2" && m.root == "/") {
             return Ok(Cgroup2 { root: m.point.clone(), private: None });
         }
         if !filesystem_supported("cgroup2") {
@@ -159,21 +173,11 @@ fn open_path(dir: &Path) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// kawrap's directory on the mounted BPF filesystem (at /sys/fs/bpf if one
-/// is mounted there, else the first one mounted anywhere); `None` if no BPF
-/// filesystem is mounted.
-pub(crate) fn pin_root() -> Result<Option<PathBuf>, Error> {
-    let all = mounts()?;
-    let bpf = || all.iter().filter(|m| m.fstype == "bpf");
-    let mounted = bpf().find(|m| m.point == Path::new(BPFFS)).or_else(|| bpf().next());
-    Ok(mounted.map(|m| m.point.join(PIN_DIR)))
-}
-
 /// kawrap's directory on the BPF filesystem, mounting one at /sys/fs/bpf
 /// (where systemd mounts it at boot) if there is none: for pins that must
 /// outlive kawrap, which is what the caller asked for.
 pub(crate) fn pin_root_or_mount() -> Result<PathBuf, Error> {
-    if let Some(root) = pin_root()? {
+    if let Some(root) = Mounts::read()?.pin_root() {
         return Ok(root);
     }
     let point = PathBuf::from(BPFFS);

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::error::Error;
-use crate::fs::{self as kfs, Cgroup2};
+use crate::fs::{self as kfs, Cgroup2, Mounts};
 use crate::pins::{Origin, PinDir};
 use crate::program::{Programs, Variant};
 use crate::registry::Registry;
@@ -24,19 +24,20 @@ impl Host {
     /// mounted; it mounts none itself to run a command). Removes the
     /// transient cgroups that launchers left and no process uses any more.
     pub fn open() -> Result<Host, Error> {
-        Host::with_pins(kfs::pin_root()?)
+        let mounts = Mounts::read()?;
+        Host::with_pins(&mounts, mounts.pin_root())
     }
 
     /// Like [`Host::open`], with kawrap's pins in `dir` (a directory on a
     /// BPF filesystem) instead of `<bpffs>/kawrap`: what is pinned there is
     /// separate from what other kawraps on the machine use.
     pub fn with_pin_dir(dir: PathBuf) -> Result<Host, Error> {
-        Host::with_pins(Some(dir))
+        Host::with_pins(&Mounts::read()?, Some(dir))
     }
 
-    fn with_pins(pins: Option<PathBuf>) -> Result<Host, Error> {
+    fn with_pins(mounts: &Mounts, pins: Option<PathBuf>) -> Result<Host, Error> {
         let host = Host {
-            cgroup2: Cgroup2::find_or_mount()?,
+            cgroup2: Cgroup2::find_or_mount(mounts)?,
             pins: pins.map(PinDir::new),
             registry: Registry::new(),
         };
