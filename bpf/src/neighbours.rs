@@ -8,12 +8,8 @@ use std::os::fd::AsFd;
 use std::path::Path;
 
 use crate::error::Error;
-use crate::program::ATTACH_TYPES;
+use crate::program::{ATTACH_TYPES, HOOK_NAMES};
 use crate::sys;
-
-fn hook_name(attach_type: u32) -> &'static str {
-    if attach_type == sys::BPF_CGROUP_SOCK_OPS { "sock_ops" } else { "setsockopt" }
-}
 
 /// `id 42 "name"`, or `id 42` when the name cannot be read.
 fn describe(id: u32) -> String {
@@ -29,7 +25,7 @@ fn describe(id: u32) -> String {
 pub(crate) fn check(root: &Path, cgroup: &Path, display: impl Fn(&Path) -> String) -> Result<(), Error> {
     for dir in cgroup.ancestors() {
         let Ok(file) = sys::open_cgroup(dir) else { break };
-        for attach_type in ATTACH_TYPES {
+        for (attach_type, hook) in ATTACH_TYPES.into_iter().zip(HOOK_NAMES) {
             // Unreadable (no CAP_NET_ADMIN…): the attach itself will say.
             let Ok(attached) = sys::prog_query(&file, attach_type) else { continue };
             let Some(&id) = attached.ids.first() else { continue };
@@ -38,7 +34,7 @@ pub(crate) fn check(root: &Path, cgroup: &Path, display: impl Fn(&Path) -> Strin
             }
             return Err(Error::Occupied {
                 cgroup: display(dir),
-                hook: hook_name(attach_type),
+                hook,
                 program: describe(id),
                 overridable: attached.flags & sys::BPF_F_ALLOW_OVERRIDE != 0,
             });

@@ -61,9 +61,13 @@ pub(crate) const SOCKETS_PIN: &str = "sockets-v2";
 /// The attach types, in the order kawrap attaches them.
 pub(crate) const ATTACH_TYPES: [u32; 2] = [sys::BPF_CGROUP_SOCK_OPS, sys::BPF_CGROUP_SETSOCKOPT];
 
-/// The pin names of a set of programs: the programs under the attach
-/// type names systemd's BPFProgram= and bpftool use, then the maps.
-pub(crate) const PIN_NAMES: [&str; 4] = ["sock_ops", "setsockopt", "config", "stats"];
+/// The names systemd's BPFProgram= and bpftool give the attach types, in
+/// [`ATTACH_TYPES`] order.
+pub(crate) const HOOK_NAMES: [&str; 2] = ["sock_ops", "setsockopt"];
+
+/// The pin names of a set of programs: the programs under their
+/// [`HOOK_NAMES`], then the maps.
+pub(crate) const PIN_NAMES: [&str; 4] = [HOOK_NAMES[0], HOOK_NAMES[1], "config", "stats"];
 
 /// The configuration and counter maps of one copy of the programs.
 pub(crate) struct Maps {
