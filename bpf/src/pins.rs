@@ -17,7 +17,9 @@
 //! kawrap never takes another build's programs for its own. A set is pinned
 //! under a `new-*` name and renamed into place once complete, so a reader
 //! finds all of it or nothing; a `new-*` directory is locked (flock) by
-//! the kawrap writing it, and removed by the next one if it is not. The
+//! the kawrap writing it, and removed by the next one if it is not (the
+//! parent directory's lock keeps that next one out while a `new-*`
+//! directory is between its creation and its own lock). The
 //! BPF filesystem refuses names with a dot.
 use std::fs::{self, File};
 use std::io;
@@ -113,6 +115,7 @@ struct NewDir {
 impl NewDir {
     fn create(parent: &Path) -> Result<NewDir, Error> {
         fs::create_dir_all(parent).map_err(|e| io_error("create", parent, e))?;
+        let _parent = lock_parent(parent).map_err(|e| io_error("lock", parent, e))?;
         let name = format!("{NEW_PREFIX}{}-{}", std::process::id(), NEXT_NEW.fetch_add(1, Ordering::Relaxed));
         let path = parent.join(name);
         fs::create_dir(&path).map_err(|e| io_error("create", &path, e))?;
@@ -137,8 +140,18 @@ impl NewDir {
     }
 }
 
+/// Locks `parent` while a `new-*` directory in it is created and locked,
+/// and while abandoned ones are looked for: between its creation and its
+/// lock, a new directory looks abandoned.
+fn lock_parent(parent: &Path) -> io::Result<File> {
+    let dir = File::open(parent)?;
+    sys::lock(&dir, true)?;
+    Ok(dir)
+}
+
 /// Removes the `new-*` directories under `parent` that nobody is writing.
 fn remove_abandoned(parent: &Path) {
+    let Ok(_parent) = lock_parent(parent) else { return };
     let Ok(entries) = fs::read_dir(parent) else { return };
     for entry in entries.flatten() {
         if !entry.file_name().to_string_lossy().starts_with(NEW_PREFIX) {
@@ -345,4 +358,39 @@ fn write_named_config(programs: &Programs, config: &Config) -> Result<(), Error>
         .maps
         .write(0, &RawConfig::encode(config, Kind::Pinned, owner))
         .map_err(|e| Error::io("write the values of the pinned copy", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+
+    /// A kawrap that looks for abandoned `new-*` directories while another
+    /// creates one must never remove the new one: it is not abandoned.
+    #[test]
+    fn a_directory_being_created_is_never_taken_for_an_abandoned_one() {
+        let parent = std::env::temp_dir().join(format!("kawrap-new-dirs-{}", std::process::id()));
+        let done = AtomicBool::new(false);
+        let (created, lost) = std::thread::scope(|threads| {
+            threads.spawn(|| {
+                while !done.load(Ordering::Relaxed) {
+                    remove_abandoned(&parent);
+                }
+            });
+            let started = Instant::now();
+            let (mut created, mut lost) = (0, 0);
+            while lost == 0 && started.elapsed() < Duration::from_secs(2) {
+                match NewDir::create(&parent) {
+                    // Done with it, as a kawrap is once it has published it.
+                    Ok(new) if fs::remove_dir(&new.path).is_ok() => created += 1,
+                    _ => lost += 1,
+                }
+            }
+            done.store(true, Ordering::Relaxed);
+            (created, lost)
+        });
+        let _ = fs::remove_dir_all(&parent);
+        assert_eq!(lost, 0, "a new directory was removed while being created, after {created} were not");
+    }
 }
