@@ -68,12 +68,8 @@ impl Host {
             .map_err(|e| Error::io(format!("write the configuration of {}", cgroup.display()), e))?;
         // Other builds' copies give way; a copy pinned for systemd stays
         // (it comes back at the next start anyway).
-        let replaceable = |id: &u32| {
-            !ours.contains(id)
-                && !sys::prog_by_id(*id)
-                    .and_then(|fd| Maps::of_program(fd.as_fd()))
-                    .is_ok_and(|maps| maps.is_pinned_copy())
-        };
+        let replaceable =
+            |id: &u32| !ours.contains(id) && !Maps::of_program(*id).is_ok_and(|maps| maps.is_pinned_copy());
         let mut replaced = false;
         for attach_type in ATTACH_TYPES {
             let others = program::kawrap_programs_on(&file, attach_type).unwrap_or_default();
@@ -121,8 +117,7 @@ impl Host {
             let Ok(cgroup_id) = kfs::cgroup_id(&dir) else { continue };
             let not_a_run = |id: u32| {
                 ours(id)
-                    && sys::prog_by_id(id)
-                        .and_then(|fd| Maps::of_program(fd.as_fd()))
+                    && Maps::of_program(id)
                         .map(|maps| maps.read(cgroup_id).and_then(|raw| raw.kind()) != Some(Kind::Run))
                         .unwrap_or(true)
             };

@@ -223,9 +223,9 @@ impl Maps {
         }
     }
 
-    /// The maps of a loaded program (found by id, by their names).
-    pub(crate) fn of_program(program: BorrowedFd<'_>) -> io::Result<Maps> {
-        let info = sys::prog_info(program)?;
+    /// The maps of the loaded program with this id (found by their names).
+    pub(crate) fn of_program(id: u32) -> io::Result<Maps> {
+        let info = sys::prog_info(sys::prog_by_id(id)?.as_fd())?;
         let (mut config, mut stats) = (None, None);
         for id in info.map_ids {
             let Ok(map) = sys::map_by_id(id) else { continue };

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::fmt;
-use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 use kawrap_core::Config;
@@ -92,7 +91,7 @@ impl Host {
                 if let Entry::Vacant(entry) = known.entry(id) {
                     let maps = match program::is_kawrap(id) {
                         Ok(false) => None,
-                        Ok(true) => sys::prog_by_id(id).and_then(|fd| Maps::of_program(fd.as_fd())).ok(),
+                        Ok(true) => Maps::of_program(id).ok(),
                         Err(e) if e.raw_os_error() == Some(libc::EPERM) => return Err(permission(e)),
                         Err(_) => None,
                     };
