@@ -3,12 +3,13 @@
 //! profiles within the kernel's ranges, their canonical form must parse back to the same value,
 //! and `first_match` must agree with a model of the matching rules, for a
 //! destination taken from the input's last 19 bytes and for destinations
-//! inside each rule's network.
+//! inside each rule's network; none of them may match first a rule a warning
+//! said never applies.
 #![no_main]
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use kawrap_core::{Destination, MAX_RULES, Rule, Rules};
+use kawrap_core::{Destination, MAX_RULES, Rule, RuleWarning, Rules};
 use libfuzzer_sys::fuzz_target;
 
 /// A rule as its canonical text describes it, read independently of the
@@ -140,7 +141,13 @@ fuzz_target!(|data: &[u8]| {
     // Looking for mistakes changes nothing, and the warnings' messages,
     // built from the input, must not panic either.
     let mut warnings = Vec::new();
-    let warned = Rules::parse_with_warnings(text, |warning| warnings.push(warning.to_string()));
+    let mut never_applies = Vec::new();
+    let warned = Rules::parse_with_warnings(text, |warning| {
+        if let RuleWarning::Shadowed { rule, .. } = warning {
+            never_applies.push(rule.index);
+        }
+        warnings.push(warning.to_string());
+    });
     assert_eq!(warned, Rules::parse(text), "{text:?}");
 
     let rules = match Rules::parse(text) {
@@ -178,6 +185,7 @@ fuzz_target!(|data: &[u8]| {
         if let Some((index, rule)) = found {
             assert_eq!(Some(rule), rules.as_slice().get(index));
             assert!(rule.matches(dest));
+            assert!(!never_applies.contains(&index), "{text:?} {dest:?}: rule {index} was said never to apply");
         }
     }
 });
