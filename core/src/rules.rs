@@ -207,9 +207,7 @@ fn parse_destination(dest: &str) -> Result<ParsedDestination, RuleErrorKind<'_>>
 /// after a complete IPv6 address, reads this way; `2001:db8::1` does not.
 fn ipv6_port_without_brackets(dest: &str) -> Option<RuleErrorKind<'_>> {
     let (head, port) = dest.rsplit_once(':')?;
-    if parse_port(port).is_err() || !is_digits(port) {
-        return None;
-    }
+    parse_port(port).ok()?;
     let (address, prefix) = match head.split_once('/') {
         Some((address, prefix)) => (address, Some(prefix)),
         None => (head, None),
