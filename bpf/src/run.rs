@@ -5,12 +5,19 @@
 //!   ones kawrap was started with: what was ignored (`nohup`, a shell's
 //!   background job) is still ignored by the command, and what it then
 //!   receives is up to it, exactly as if it had been sent to the command;
-//! - a signal that arrives while the scope is being set up waits (blocked)
-//!   and is passed on once the command runs;
+//! - a signal that arrives while the scope is being set up waits (blocked);
+//!   then, instead of starting the command, kawrap removes the scope and
+//!   dies by it, as the LD_PRELOAD mode's kawrap would have died before its
+//!   exec (unless it was ignored, or is SIGWINCH, which ends nothing). Only
+//!   processes that exist when a terminal's Ctrl-C is typed receive it, so
+//!   passing it on to a command started later is not the same;
+//! - the command's child process takes the default dispositions back
+//!   before it joins the scope, not only at its exec: a Ctrl-C typed
+//!   meanwhile ends it, where kawrap's handler would have swallowed it;
 //! - when the command is killed by a signal, kawrap cleans up and then dies
 //!   by the same signal ([`die_by_signal`]), so that a calling shell sees
 //!   what it would have seen without kawrap (a Ctrl-C stops its loop).
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -27,7 +34,8 @@ static CHILD: AtomicI32 = AtomicI32::new(0);
 /// How a [`Host::run`] ended.
 #[derive(Debug)]
 pub struct RunOutcome {
-    /// The command's exit status (code, or the signal that killed it).
+    /// The command's exit status (code, or the signal that killed it); or
+    /// the signal that ended kawrap's start before the command ran.
     pub status: ExitStatus,
     /// What closing the scope found.
     pub cleanup: Cleanup,
@@ -142,23 +150,55 @@ impl Forwarding {
     }
 
     /// Makes `command` start with the signal mask and dispositions kawrap
-    /// started with: the forwarded signals unblocked again (a fork inherits
-    /// the mask, and so does exec), kawrap's handlers reset by exec to the
-    /// default, and the signals kawrap was started with ignored ignored again.
+    /// started with: kawrap's handlers replaced by the default (exec would
+    /// reset them, but a signal that arrived before it would meet
+    /// [`forward`], which has no child to pass it to in the child), the
+    /// signals kawrap was started with ignored ignored again, and then the
+    /// forwarded signals unblocked again (a fork inherits the mask, and so
+    /// does exec).
     fn restore_in_child(&self, command: &mut Command) {
-        let ignored = self.ignored.clone();
+        let dispositions: Vec<(libc::c_int, libc::sighandler_t)> = self
+            .signals
+            .iter()
+            .map(|&signal| {
+                let ignored = self.ignored.contains(&signal);
+                (signal, if ignored { libc::SIG_IGN } else { libc::SIG_DFL })
+            })
+            .collect();
         let mask = self.old_mask;
         // SAFETY: runs in the forked child before exec and only calls
         // signal(2) and sigprocmask(2), which are async-signal-safe, on
         // memory allocated before the fork.
         unsafe {
             command.pre_exec(move || {
-                for &signal in &ignored {
-                    libc::signal(signal, libc::SIG_IGN);
+                for &(signal, disposition) in &dispositions {
+                    libc::signal(signal, disposition);
                 }
                 libc::pthread_sigmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut());
                 Ok(())
             });
+        }
+    }
+
+    /// A forwarded signal that arrived while the scope was set up and that
+    /// would have ended kawrap then, taken off the pending ones: not one
+    /// kawrap was started with ignored, nor SIGWINCH, whose default is to
+    /// do nothing.
+    fn take_pending_fatal(&self) -> Option<libc::c_int> {
+        // SAFETY: sigpending and sigismember fill and read a set we own;
+        // sigtimedwait with a zero timeout only takes the signal off the
+        // pending ones.
+        unsafe {
+            let mut pending: libc::sigset_t = std::mem::zeroed();
+            libc::sigpending(&mut pending);
+            let signal = self.signals.iter().copied().find(|&signal| {
+                libc::sigismember(&pending, signal) == 1
+                    && signal != libc::SIGWINCH
+                    && !self.ignored.contains(&signal)
+            })?;
+            let zero = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+            libc::sigtimedwait(&signal_set(&[signal]), std::ptr::null_mut(), &zero);
+            Some(signal)
         }
     }
 
@@ -196,6 +236,12 @@ impl Host {
         let scope = self.scope(config)?;
         ready(&scope);
         forwarding.install();
+        if let Some(signal) = forwarding.take_pending_fatal() {
+            let cgroup = scope.display();
+            let cleanup = scope.close();
+            // The wait status of a process killed by `signal`.
+            return Ok(RunOutcome { status: ExitStatus::from_raw(signal), cleanup, cgroup });
+        }
         forwarding.restore_in_child(command);
         let mut child = scope.spawn(command)?;
         CHILD.store(child.id() as i32, Ordering::SeqCst);

@@ -758,3 +758,54 @@ fn sigterm_at_any_moment_of_the_start_never_leaves_the_command_behind() {
         assert!(left.is_some(), "after {delay_ms} ms the command runs on without kawrap");
     }
 }
+
+/// Ctrl-C in a terminal (SIGINT from the kernel to the foreground process
+/// group) at any moment of kawrap's start stops the command, as it would
+/// stop the LD_PRELOAD mode's, which execs at once: kawrap dies by SIGINT
+/// and the command never runs on. A terminal's SIGINT reaches only the
+/// processes that exist when it is typed, and kawrap passes on none of it,
+/// so one typed while kawrap sets up the scope, or while its child moves
+/// into it, must not be lost.
+#[test]
+fn ctrl_c_at_any_moment_of_the_start_stops_the_command() {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let Some(_fx) = fixture("early-ctrl-c") else { return };
+    for step in 0..60 {
+        let delay = std::time::Duration::from_micros(step * 500);
+        let (mut master, mut slave) = (-1, -1);
+        // SAFETY: out pointers to two ints; no name, termios or size given.
+        let rc = unsafe {
+            libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null())
+        };
+        assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: openpty returned two new descriptors that nothing else owns.
+        let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
+        let mut command = Command::new(kawrap_bin());
+        command.args(["--bpf", "--", "sleep", "3"]).stdin(slave.try_clone().unwrap());
+        let terminal = slave.as_raw_fd();
+        // SAFETY: setsid and ioctl are async-signal-safe; kawrap starts as
+        // the leader of a session whose terminal is the pty: its process
+        // group is the foreground one, as a shell's job is.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setsid() < 0 || libc::ioctl(terminal, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut launcher = kawrap_integration::process::KillOnDrop::spawn(&mut command).unwrap();
+        drop(slave);
+        std::thread::sleep(delay);
+        // SAFETY: writes one byte from a static buffer to the pty master.
+        let written = unsafe { libc::write(master.as_raw_fd(), b"\x03".as_ptr().cast(), 1) };
+        assert_eq!(written, 1, "type ^C");
+        let status = launcher.wait_timeout(std::time::Duration::from_millis(1500));
+        assert_eq!(
+            status.map(|s| s.signal()),
+            Some(Some(libc::SIGINT)),
+            "^C {delay:?} after kawrap started: {status:?} (None: the command ran on)"
+        );
+    }
+}
