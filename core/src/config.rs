@@ -2,6 +2,7 @@
 use core::fmt;
 
 use crate::profile::{KeepaliveProfile, NamedProfile, ProfileError};
+use crate::quoted::Quoted;
 use crate::rules::{Destination, RuleError, Rules};
 
 /// Who wins when the program sets a keepalive option itself.
@@ -54,7 +55,7 @@ pub struct PolicyError<'a> {
 
 impl fmt::Display for PolicyError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "policy {:?}: expected `respect` (default) or `force`", self.input)
+        write!(f, "policy {}: expected `respect` (default) or `force`", Quoted(self.input))
     }
 }
 

@@ -39,6 +39,7 @@ use core::ops::RangeInclusive;
 
 use crate::duration::parse_duration_ms;
 use crate::number::{is_digits, parse_u64};
+use crate::quoted::Quoted;
 
 /// How long a middlebox remembers a flow that carries no packet, in whole
 /// seconds, within [`IdleTimeout::RANGE`].
@@ -237,9 +238,10 @@ impl fmt::Display for KeepUnderErrorKind<'_> {
         match *self {
             KeepUnderErrorKind::Empty => f.write_str("a middlebox idle timeout is needed; it is empty"),
             KeepUnderErrorKind::NotADuration { token } => {
+                let token = Quoted(token);
                 write!(
                     f,
-                    "idle timeout {token:?} is neither a duration (240s, 4m, 20min, 1h; a plain number is \
+                    "idle timeout {token} is neither a duration (240s, 4m, 20min, 1h; a plain number is \
                      seconds) nor a middlebox name ("
                 )?;
                 write_names(f, MIDDLEBOXES.iter().map(|named| named.name))?;
@@ -277,7 +279,7 @@ pub(crate) fn write_names<'a>(
 
 impl fmt::Display for KeepUnderError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "keep-under {:?}: {}", self.input, self.kind)
+        write!(f, "keep-under {}: {}", Quoted(self.input), self.kind)
     }
 }
 

@@ -20,6 +20,7 @@ pub mod env;
 pub mod keep_under;
 mod number;
 mod profile;
+mod quoted;
 mod rules;
 
 pub use config::{Config, ConfigError, Policy, PolicyError, RuleIndex};
@@ -32,4 +33,5 @@ pub use profile::{
     BUILTIN_PROFILES, Field, KeepaliveProfile, NamedProfile, ProfileError, ProfileErrorKind, UNDER_PREFIX,
     UserTimeout,
 };
+pub use quoted::Quoted;
 pub use rules::{Destination, Entry, MAX_RULES, Rule, RuleError, RuleErrorKind, RuleWarning, Rules};

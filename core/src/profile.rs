@@ -5,6 +5,7 @@ use core::ops::RangeInclusive;
 use crate::duration::{HumanDuration, parse_duration_ms};
 use crate::keep_under::{IdleTimeout, KeepUnderErrorKind, Layer7Proxy, MIDDLEBOXES, Middlebox, write_names};
 use crate::number::{is_digits, parse_u64};
+use crate::quoted::Quoted;
 
 /// The keepalive settings kawrap gives a TCP socket.
 ///
@@ -403,7 +404,7 @@ impl fmt::Display for ProfileErrorKind<'_> {
                 write!(f, "{} is missing; expected IDLE/INTVL/CNT[/UT]", field.name())
             }
             ProfileErrorKind::NotANumber { field, token } => {
-                write!(f, "{} {token:?} is not a whole number", field.name())
+                write!(f, "{} {} is not a whole number", field.name(), Quoted(token))
             }
             ProfileErrorKind::OutOfRange { field, token } => {
                 let range = field.range();
@@ -418,7 +419,8 @@ impl fmt::Display for ProfileErrorKind<'_> {
             }
             ProfileErrorKind::BadUserTimeout { token } => write!(
                 f,
-                "user timeout {token:?} is not `auto`, milliseconds, nor a duration like 450s, 7m30s, 500ms"
+                "user timeout {} is not `auto`, milliseconds, nor a duration like 450s, 7m30s, 500ms",
+                Quoted(token)
             ),
             ProfileErrorKind::AutoUserTimeoutTooLong { ms } => write!(
                 f,
@@ -432,7 +434,7 @@ impl fmt::Display for ProfileErrorKind<'_> {
 
 impl fmt::Display for ProfileError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "profile {:?}: {}", self.input, self.kind)
+        write!(f, "profile {}: {}", Quoted(self.input), self.kind)
     }
 }
 

@@ -27,6 +27,7 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::number::{is_digits, parse_u64};
 use crate::profile::{KeepaliveProfile, NamedProfile, ProfileErrorKind};
+use crate::quoted::Quoted;
 
 /// At most this many rules: the shim keeps them in a fixed array.
 pub const MAX_RULES: usize = 32;
@@ -453,7 +454,7 @@ pub enum RuleErrorKind<'a> {
 
 impl fmt::Display for RuleError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "rule {:?}: ", self.input)?;
+        write!(f, "rule {}: ", Quoted(self.input))?;
         match self.kind {
             RuleErrorKind::MissingEquals => f.write_str(
                 "expected DEST=PROFILE, e.g. :3306=firewall, 10.0.0.0/8=60/10/6, [2001:db8::]/32:5432=ssh",
@@ -463,8 +464,9 @@ impl fmt::Display for RuleError<'_> {
             }
             RuleErrorKind::BadAddress { token } => write!(
                 f,
-                "{token:?} is not an IP address or network (names are not resolved; \
-                 write IPv6 with a port as [ADDR]/LEN:PORT)"
+                "{} is not an IP address or network (names are not resolved; \
+                 write IPv6 with a port as [ADDR]/LEN:PORT)",
+                Quoted(token)
             ),
             RuleErrorKind::PrefixOutOfRange { token, max } => {
                 write!(f, "prefix length {token} is out of range 0..={max}")
@@ -483,7 +485,7 @@ impl fmt::Display for RuleError<'_> {
                 }
                 write!(f, ":{port}")
             }
-            RuleErrorKind::BadPort { token } => write!(f, "port {token:?} is out of range 1..=65535"),
+            RuleErrorKind::BadPort { token } => write!(f, "port {} is out of range 1..=65535", Quoted(token)),
             RuleErrorKind::Profile(kind) => write!(f, "{kind}"),
             RuleErrorKind::TooMany => write!(f, "too many rules; at most {MAX_RULES} are supported"),
         }
@@ -510,7 +512,7 @@ pub struct Entry<'a> {
 
 impl fmt::Display for Entry<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "rule {} {:?}", self.index + 1, self.input)
+        write!(f, "rule {} {}", self.index + 1, Quoted(self.input))
     }
 }
 
@@ -548,7 +550,8 @@ impl fmt::Display for RuleWarning<'_> {
                 let network = NetworkText(rule.network);
                 write!(
                     f,
-                    "rule {input:?}: {address}/{len} has bits set past the prefix: it covers {network}; "
+                    "rule {}: {address}/{len} has bits set past the prefix: it covers {network}; ",
+                    Quoted(input)
                 )?;
                 match address {
                     IpAddr::V4(_) => {
